@@ -1,0 +1,251 @@
+"""The command line: thin commands over the library. Only this module touches the terminal."""
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .examples import check_signature
+from .knowledge import KnowledgeBase, SignatureError, load_knowledge_base, load_signature, signature_files
+from .reader import InputError
+from .render import render_json, render_markdown, template_environment
+from .scan import scan
+from .texts import LANGUAGES, default_lang, ui_strings
+
+PROGRESS_MIN_BYTES = 4 << 20  # below this a scan is too quick for a progress bar to help
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    INCIDENTS_FOUND = 1  # only with --exit-code
+    CHECK_FAILED = 1
+    BAD_INPUT = 2
+
+
+class BadInput(click.ClickException):
+    """Unreadable input or a bad signature file: one line on stderr, exit status 2."""
+
+    exit_code = Exit.BAD_INPUT
+
+
+lang_option = click.option(
+    "--lang", type=click.Choice(LANGUAGES), default=None,
+    help="Language of the draft. Default: $POSTMORTEM_LANG, then the locale (zh_* gives zh), else en.",
+)
+patterns_option = click.option(
+    "--patterns", "patterns_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+    help="A folder of extra signatures (repeatable); same id overrides a built-in one.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="postmortem")
+def cli() -> None:
+    """Draft the debugging-journal entry for a failed ML training run.
+
+    \b
+    Typical use:
+      python train.py 2>&1 | tee run.log
+      postmortem scan run.log              # Markdown draft on stdout
+      postmortem scan run.log --lang zh    # 错误现象 / 根本原因 / 解决方案 / 经验教训
+      cat run.log | postmortem scan        # from a pipe
+      postmortem explain cuda-oom          # the full write-up of one signature
+    """
+
+
+@cli.command("scan")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
+              help="md: the journal draft; json: the stable machine-readable report.")
+@lang_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report to FILE instead of stdout (refuses to replace a file; see --force).")
+@click.option("--force", is_flag=True, help="With -o: replace FILE if it exists.")
+@click.option("--exit-code", is_flag=True, help="Exit with status 1 when an incident is found (like git diff).")
+@patterns_option
+@click.option("--no-redact", is_flag=True, help="Keep tokens, keys and home-directory user names in the output.")
+def scan_command(paths, fmt, lang, output, force, exit_code, patterns_dirs, no_redact) -> None:
+    """Scan logs and print the draft postmortem.
+
+    PATHS are log files (plain or .gz); "-" or no path reads stdin.
+    Exit status: 0 scanned, 1 incidents found (with --exit-code), 2 bad input.
+    """
+    sources = list(paths) or ["-"]
+    if sources == ["-"] and sys.stdin.isatty():
+        raise BadInput("no log given: pass a path, or pipe a log in (python train.py 2>&1 | postmortem scan)")
+    if output is not None:
+        _check_output_path(output, sources, force)
+    kb = _load_kb(patterns_dirs)
+    problems: list[str] = []
+    try:
+        with _progress(sources) as on_bytes:
+            report = scan(sources, kb=kb, lang=lang or default_lang(), redact=not no_redact,
+                          on_bytes=on_bytes, problems=problems)
+    except InputError as exc:
+        raise BadInput(str(exc)) from None
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    text = render_json(report) if fmt == "json" else render_markdown(report)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        _write_atomically(output, text)
+    if exit_code and report.incidents:
+        sys.exit(Exit.INCIDENTS_FOUND)
+
+
+@cli.command("explain")
+@click.argument("signature_id")
+@lang_option
+@patterns_option
+def explain_command(signature_id, lang, patterns_dirs) -> None:
+    """Print the full write-up of one signature (like `rustc --explain`)."""
+    kb = _load_kb(patterns_dirs)
+    sig = kb.get(signature_id)
+    if sig is None:
+        close = difflib.get_close_matches(signature_id, kb.ids, n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(close)}?" if close else " See `postmortem patterns list`."
+        raise BadInput(f"no signature '{signature_id}'.{hint}")
+    chosen = lang or default_lang()
+    text = template_environment().get_template("explain.md.j2").render(
+        s=ui_strings(chosen), sig=sig, t={k: sig.text(chosen, k) for k in
+                                         ("title", "symptom", "cause", "fix", "lesson")},
+    )
+    click.echo(text.rstrip("\n"))
+
+
+@cli.group("patterns")
+def patterns_group() -> None:
+    """List the knowledge base, or check a folder of your own signatures."""
+
+
+@patterns_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@patterns_option
+def patterns_list_command(fmt, patterns_dirs) -> None:
+    """List every signature: id, category, severity, title."""
+    kb = _load_kb(patterns_dirs)
+    rows = [
+        {"id": s.id, "category": s.category, "severity": s.severity, "status": s.status,
+         "title": s.text("en", "title"), "title_zh": s.text("zh", "title"),
+         "references": list(s.references), "path": str(s.path),
+         "examples": {e: sum(1 for x in s.examples if x.expect == e) for e in ("match", "no-match", "todo-match")}}
+        for s in sorted(kb.signatures, key=lambda s: s.id)
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    width = max((len(r["id"]) for r in rows), default=2)
+    for row in rows:
+        click.echo(f"{row['id']:<{width}}  {row['category']:<13} {row['severity']:<8} {row['title']}")
+    click.echo(f"{len(rows)} signatures", err=True)
+
+
+@patterns_group.command("check")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def patterns_check_command(directory) -> None:
+    """Validate the signatures in DIRECTORY and run their examples against the whole knowledge base.
+
+    Every problem is reported as FILE: KEY: REASON; the exit status is 1 when any is found.
+    """
+    failures = 0
+    good = []
+    for path in signature_files(directory):
+        try:
+            good.append(load_signature(path))
+        except SignatureError as exc:
+            failures += 1
+            click.echo(f"{exc}", err=True)
+    try:
+        kb = load_knowledge_base([directory]) if not failures else _kb_with(good)
+    except SignatureError as exc:
+        raise BadInput(str(exc)) from None
+    checked = 0
+    for sig in good:
+        for result in check_signature(kb.get(sig.id) or sig, kb):
+            checked += 1
+            if result.ok:
+                continue
+            if result.expect == "todo-match":
+                click.echo(f"{sig.path}: {result.name}: known gap (todo-match): {result.failure}", err=True)
+                continue
+            failures += 1
+            click.echo(f"{sig.path}: {result.name}: {result.failure}", err=True)
+    click.echo(f"{len(good)} signatures, {checked} examples, {failures} problems")
+    if failures:
+        sys.exit(Exit.CHECK_FAILED)
+
+
+def _kb_with(extra) -> KnowledgeBase:
+    base = load_knowledge_base()
+    by_id = {s.id: s for s in base.signatures}
+    by_id.update({s.id: s for s in extra})
+    return KnowledgeBase(tuple(by_id.values()))
+
+
+def _load_kb(patterns_dirs) -> KnowledgeBase:
+    try:
+        return load_knowledge_base(patterns_dirs)
+    except SignatureError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _check_output_path(output: Path, sources: list[str], force: bool) -> None:
+    if output.exists() and not force:
+        raise BadInput(f"{output}: already exists; pass --force to replace it")
+    for source in sources:
+        if source != "-" and Path(source).exists() and Path(source).resolve() == output.resolve():
+            raise BadInput(f"{output}: is one of the logs being scanned")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+class _progress:
+    """A tqdm bar over bytes on stderr, only for a terminal and for inputs worth waiting for."""
+
+    def __init__(self, sources: list[str]) -> None:
+        total = 0
+        for source in sources:
+            try:
+                total += os.path.getsize(source) if source != "-" else 0
+            except OSError:
+                pass
+        self.bar = None
+        if total >= PROGRESS_MIN_BYTES and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc="scanning", file=sys.stderr, leave=False)
+
+    def __enter__(self):
+        return self.bar.update if self.bar is not None else None
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main() -> None:
+    try:
+        cli(prog_name="postmortem")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # `postmortem scan big.log | head` closed the pipe: not an error of ours.
+        sys.stderr.close()
+        sys.exit(0)

@@ -1,0 +1,201 @@
+"""Bytes in, clean numbered lines out: the only module that opens the user's input.
+
+Reading streams: one physical line at a time (long lines in bounded pieces), so a gigabyte log
+costs no more memory than its longest line piece. Each physical line is decoded (UTF-8, else
+the file's legacy encoding), stripped of ANSI escapes, its `\\r` progress-bar history resolved,
+and its rank prefix and logging header removed; the physical line number is kept for citing.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import regex
+
+from .model import LogLine
+
+STDIN_NAME = "<stdin>"
+# A physical line longer than this is handled in pieces of this size, so that one 50 MB line
+# without a newline costs bounded memory and linear time.
+MAX_PIECE_BYTES = 1 << 20
+READ_BUFFER_BYTES = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+# Tried in order when a line is not UTF-8. GB18030 is a superset of GBK and GB2312, the legacy
+# encodings of Chinese Windows consoles; cp1252 decodes anything else without loss of length.
+LEGACY_ENCODINGS = ("gb18030", "cp1252")
+
+ANSI_RE = regex.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement (tqdm's multi-bar `\x1b[A`)
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: hyperlinks, window titles
+    r"|\x1b[@-Z\\-_]"  # two-character escapes
+)
+# A tqdm bar, as tqdm and the libraries that wrap it (Trainer, Lightning, accelerate) draw it:
+# "desc:  42%|████▏     | 210/500 [00:10<00:14, 20.1it/s, loss=0.43]" or "123it [00:01, 99.0it/s]".
+PROGRESS_BAR_RE = regex.compile(
+    r"^[^\r\n]*?(?:\d{1,3}%\|[^|]*\|\s*[\d.]+[kMGT]?/[\d.?]+[kMGT]?|[\d.]+[kMGT]?it)\s*\[[^\]]*\]"
+)
+# Prefixes that launchers put before every line of a process: torchrun (`[rank3]:`,
+# `[default0]:` with --tee), mpirun (`[1,0]<stderr>:`).
+RANK_PREFIX_RE = regex.compile(
+    r"^\[(?:(?P<name>rank|default)(?P<n>\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
+)
+_DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+_LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
+# Logging headers: `2026-02-06 12:00:01,123 - INFO - __main__ - `, `02/06/2026 12:00:01 - INFO -
+# name - ` (HF examples), `[2026-02-06 12:00:01,123] [INFO] [file.py:12:fn] ` (DeepSpeed),
+# `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig).
+LOG_HEADER_RE = regex.compile(
+    rf"^(?:\[?{_DATE}\]?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?(?:\s*[-|]\s*[\w.<>]+\s*-)?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
+    rf"|{_LEVEL}:[\w.]+:)"
+)
+
+
+class InputError(Exception):
+    """Input that cannot be read; the message is one line naming what and where."""
+
+
+def display_name(source: str | os.PathLike) -> str:
+    return STDIN_NAME if str(source) == "-" else str(source)
+
+
+def open_source(source: str | os.PathLike) -> BinaryIO:
+    """Open a path, or stdin for "-", as a binary stream; gzip is detected from its magic bytes."""
+    if str(source) == "-":
+        raw: BinaryIO = sys.stdin.buffer
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, expected a log file")
+        try:
+            raw = open(path, "rb", buffering=READ_BUFFER_BYTES)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+    return buffered  # type: ignore[return-value]
+
+
+def read_log(
+    source: str | os.PathLike,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[LogLine]:
+    """Yield the cleaned logical lines of a log file, "-" for stdin."""
+    name = display_name(source)
+    stream = open_source(source)
+    try:
+        yield from iter_lines(stream, name, on_bytes)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{name}: read failed ({exc})") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def iter_lines(
+    stream: BinaryIO, name: str = "", on_bytes: Callable[[int], None] | None = None
+) -> Iterator[LogLine]:
+    decoder = LineDecoder()
+    number = 1
+    while True:
+        piece = stream.readline(MAX_PIECE_BYTES)
+        if not piece:
+            return
+        if on_bytes is not None:
+            on_bytes(len(piece))
+        for text in split_physical_line(decoder.decode(piece)):
+            yield clean_line(text, number, name)
+        if piece.endswith(b"\n"):
+            number += 1
+
+
+class LineDecoder:
+    """UTF-8 first; a line that is not UTF-8 fixes the file's legacy encoding for the rest."""
+
+    def __init__(self) -> None:
+        self.legacy: str | None = None
+
+    def decode(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        if self.legacy is None:
+            for encoding in LEGACY_ENCODINGS:
+                try:
+                    data.decode(encoding)
+                except UnicodeDecodeError:
+                    continue
+                self.legacy = encoding
+                break
+            else:
+                self.legacy = LEGACY_ENCODINGS[0]
+        return data.decode(self.legacy, errors="replace")
+
+
+def split_physical_line(text: str) -> list[str]:
+    """Resolve one physical line into the logical lines a reader of the terminal would see.
+
+    `\\r` rewrites: of a run of progress-bar frames only the last is kept; any other text written
+    between frames (a metrics dict, an error) is kept as a line of its own, and text glued after
+    a bar (`...it/s]Traceback (most recent call last):`) is split from it.
+    """
+    text = text.rstrip("\n")
+    if "\x1b" in text:
+        text = ANSI_RE.sub("", text)
+    if "\r" not in text:
+        return _split_glued_bar(text) if "|" in text or "it [" in text else [text]
+    lines: list[str] = []
+    last_bar: str | None = None
+    for segment in text.split("\r"):
+        if not segment.strip():
+            continue
+        for part in _split_glued_bar(segment):
+            if _is_bar(part):
+                last_bar = part
+            else:
+                if last_bar is not None:
+                    lines.append(last_bar)
+                    last_bar = None
+                lines.append(part)
+    if last_bar is not None:
+        lines.append(last_bar)
+    return lines or [""]
+
+
+def _is_bar(text: str) -> bool:
+    match = PROGRESS_BAR_RE.match(text)
+    return match is not None and not text[match.end():].strip()
+
+
+def _split_glued_bar(segment: str) -> list[str]:
+    """["bar", "text glued after it"] when a bar is followed by other output, else [segment]."""
+    match = PROGRESS_BAR_RE.match(segment)
+    if match is None:
+        return [segment]
+    rest = segment[match.end():]
+    if not rest.strip():
+        return [segment]
+    return [segment[: match.end()], rest]
+
+
+def clean_line(text: str, number: int, source: str = "") -> LogLine:
+    text = text.rstrip()
+    stream = header_text = ""
+    match = RANK_PREFIX_RE.match(text)
+    if match is not None:
+        stream = f"{match['name']}{match['n']}" if match["name"] else f"mpi{match['mpi']}"
+        text = text[match.end():]
+    if text[:1].isdigit() or text[:1] in "[IDWECF":
+        header = LOG_HEADER_RE.match(text)
+        if header is not None and header.end() > 0:
+            header_text = header.group()
+            text = text[header.end():]
+    return LogLine(number=number, text=text, stream=stream, source=source, header=header_text)

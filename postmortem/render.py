@@ -1,0 +1,94 @@
+"""Reports out: Markdown drafts (jinja2 templates, en or zh) and the JSON contract."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+
+import jinja2
+
+from . import resources
+from .model import Incident, Report
+from .texts import ui_strings
+
+JSON_VERSION = 1
+ITEM_INDENT = "  "  # continuation lines of a Markdown list item
+
+
+@dataclass(frozen=True)
+class Entry:
+    incident: Incident
+    number: int
+    cause_number: int | None
+
+
+def _continue_item(text: object) -> str:
+    """Indent every line after the first, so multi-line text stays inside its list item."""
+    lines = str(text).split("\n")
+    return "\n".join([lines[0]] + [ITEM_INDENT + line if line.strip() else "" for line in lines[1:]])
+
+
+def _capitalize_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+@cache
+def template_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["continue_item"] = _continue_item
+    env.filters["capitalize_first"] = _capitalize_first
+    return env
+
+
+def numbered_entries(incidents: tuple[Incident, ...] | list[Incident], start: int = 1) -> list[Entry]:
+    numbers: dict[str, int] = {}
+    entries = []
+    for offset, incident in enumerate(incidents):
+        number = start + offset
+        numbers.setdefault(incident.signature, number)
+        cause = numbers.get(incident.explained_by) if incident.explained_by else None
+        entries.append(Entry(incident, number, cause))
+    return entries
+
+
+def render_markdown(report: Report) -> str:
+    template = template_environment().get_template("report.md.j2")
+    text = template.render(
+        s=ui_strings(report.lang), sources=list(report.sources), entries=numbered_entries(report.incidents)
+    )
+    return text.rstrip("\n") + "\n"
+
+
+def render_entry(incident: Incident, number: int, lang: str, cause_number: int | None = None) -> str:
+    """One journal entry, as `review` writes it into the journal."""
+    template = template_environment().get_template("incident.md.j2")
+    return template.render(s=ui_strings(lang), i=incident, n=number, cause_number=cause_number).strip("\n")
+
+
+def incident_to_dict(incident: Incident) -> dict:
+    location = None
+    if incident.location is not None:
+        location = {"file": incident.location.filename, "line": incident.location.lineno,
+                    "function": incident.location.name}
+    return {
+        "signature": incident.signature, "title": incident.title, "category": incident.category,
+        "severity": incident.severity, "count": incident.count, "source": incident.source,
+        "line": incident.line, "evidence": incident.evidence, "location": location,
+        "vars": dict(incident.vars), "symptom": incident.symptom, "cause": incident.cause,
+        "fix": incident.fix, "lesson": incident.lesson, "references": list(incident.references),
+        "explained_by": incident.explained_by,
+    }
+
+
+def render_json(report: Report) -> str:
+    payload = {
+        "version": JSON_VERSION,
+        "sources": list(report.sources),
+        "incidents": [incident_to_dict(i) for i in report.incidents],
+    }
+    return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"

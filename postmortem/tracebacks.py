@@ -1,0 +1,285 @@
+"""Find Python tracebacks in a stream of log lines and turn them into `Trace` data.
+
+`split_tracebacks` passes every line that is not part of a traceback through untouched, in
+order, and yields a `Trace` where a traceback ends, so later stages see one stream of
+`LogLine | Trace`. Each rank/process stream has its own parser state: tracebacks that eight
+ranks print at the same time, line by line interleaved, come out as eight whole traces.
+
+Understood: standard tracebacks with Python 3.11+ caret lines, chained exceptions (direct cause
+and during handling), exception groups (`| ` borders), IPython/Jupyter tracebacks (`Cell In[3],
+line 5`, `----> 5`), and tracebacks cut off by the end of the log.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import regex
+
+from .model import Frame, LogLine, Stack, Trace
+from .reader import PROGRESS_BAR_RE
+
+HEADER_RE = regex.compile(
+    r"^\s*(?:\+\s*)?(?:Exception Group )?Traceback \(most recent call last\):?\s*$"
+    # IPython: "RuntimeError                              Traceback (most recent call last)"
+    r"|^\s*(?P<ipython_type>[A-Za-z_][\w.]*)\s+Traceback \(most recent call last\)\s*$"
+)
+FRAME_RE = regex.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
+IPYTHON_FRAME_RE = regex.compile(
+    r"^\s*(?:Cell (?P<cell>In\s*\[\d+\]), line (?P<cline>\d+)(?:, in (?P<cfunc>.+?))?"
+    r"|File (?P<file>\S.*?):(?P<line>\d+), in (?P<func>.+?)"
+    r"|(?P<ofile><ipython-input-[^>]+>|\S+\.py) in (?P<ofunc><?[\w.]+>?)\(.*)\s*$"
+)
+IPYTHON_CODE_RE = regex.compile(r"^\s*(?P<arrow>-+>\s*)?(?P<num>\d+)\s(?P<code>.*)$")
+CARET_RE = regex.compile(r"^\s*[\^~]+[\^~\s]*$")
+REPEAT_RE = regex.compile(r"^\s*(?:\[Previous line repeated \d+ more times?\]|\.\.\.)\s*$")
+CAUSE_MARKER = "The above exception was the direct cause of the following exception:"
+CONTEXT_MARKER = "During handling of the above exception, another exception occurred:"
+# Exception groups draw a border: "  | " before each line, "  +-+---- 1 ----" between members.
+GROUP_BORDER_RE = regex.compile(r"^\s*(?:\+-[+-]*(?: \d+ -+| \.\.\. )?-*\s*$|\+?-+ \d+ -+\s*$)")
+GROUP_PREFIX_RE = regex.compile(r"^(\s*[|+]\s)+")
+EXCEPTION_RE = regex.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::(?:\s(?P<msg>.*))?)?$")
+# A bare name only counts as an exception where it reads like one; "wandb: ..." interleaved from
+# another stream must not end a traceback.
+EXCEPTION_NAME_RE = regex.compile(
+    r"(?:^[\w]+\.[\w.]+$)|(?:(?:Error|Exception|Warning|Interrupt|Exit|Iteration|Failed|Failure|"
+    r"Timeout|Abort|Unsupported|Fault)$)|(?:^[A-Z][a-z]+[A-Z]\w*$)"
+)
+# Library code: everything an installed interpreter or package manager put there.
+LIBRARY_PATH_RE = regex.compile(
+    r"(?:site-packages|dist-packages|[/\\]lib[/\\]python\d[\d.]*[/\\]|[/\\]Lib[/\\]"
+    r"|^<(?!ipython-input|stdin|string|In \[))"
+)
+MAX_MESSAGE_LINES = 60
+MAX_NOISE_LINES = 40  # lines that fit nothing before a traceback is given up as cut off
+
+
+def is_in_app(filename: str) -> bool:
+    return LIBRARY_PATH_RE.search(filename) is None
+
+
+def split_tracebacks(lines: Iterable[LogLine]) -> Iterator[LogLine | Trace]:
+    """Pass lines through; replace each traceback's lines by one `Trace` at its end."""
+    parsers: dict[str, _StreamParser] = {}
+    for line in lines:
+        parser = parsers.get(line.stream)
+        if parser is None:
+            parser = parsers[line.stream] = _StreamParser(line.stream)
+        yield from parser.feed(line)
+    for parser in parsers.values():
+        yield from parser.finish()
+
+
+@dataclass
+class _PendingStack:
+    frames: list[Frame] = field(default_factory=list)
+    exc_type: str = ""
+    message_lines: list[str] = field(default_factory=list)
+    is_cause: bool = False
+    line_number: int = 0
+    code_expected: bool = False
+
+
+class _StreamParser:
+    """The state machine for one stream: idle → frames → message → (chain marker → frames)."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self._reset()
+
+    def _reset(self) -> None:
+        self.state = "idle"
+        self.stacks: list[Stack] = []
+        self.current: _PendingStack | None = None
+        self.start_line = 0
+        self.noise = 0
+        self.next_is_cause = False
+        self.marker_seen = False
+        self.in_group = False
+
+    # -- driving ------------------------------------------------------------------------------
+    def feed(self, line: LogLine) -> Iterator[LogLine | Trace]:
+        if self.state == "idle":
+            if self._start(line):
+                return
+            yield line
+            return
+        text = line.text
+        if self.in_group or (text.lstrip().startswith(("|", "+")) and self.state != "message"):
+            if GROUP_BORDER_RE.match(text):
+                # "+-+---- 1 ----" opens a member; a border with no number closes the group.
+                self.in_group = any(c.isdigit() for c in text)
+                self._close_stack()
+                self.state = "chain"
+                return
+            stripped = GROUP_PREFIX_RE.sub("", text, count=1)
+            if stripped != text:
+                self.in_group = True
+                text = stripped
+        if self.state == "message":
+            if self._continues_message(line, text):
+                assert self.current is not None
+                self.current.message_lines.append(text)
+                return
+            # The message ended; a chain marker, another member of a group, or anything else
+            # (which ends the traceback) may follow.
+            self._close_stack()
+            self.state = "chain"
+        if self.state == "chain":
+            stripped = text.strip()
+            if not stripped or GROUP_BORDER_RE.match(text):
+                return
+            if stripped in (CAUSE_MARKER, CONTEXT_MARKER):
+                self.next_is_cause = stripped == CAUSE_MARKER
+                self.marker_seen = True
+                return
+            if (self.marker_seen or self.in_group) and HEADER_RE.match(text):
+                self._begin_stack(line)
+                return
+            exception = EXCEPTION_RE.match(stripped)
+            if self.in_group and exception is not None and EXCEPTION_NAME_RE.search(exception["type"]):
+                # A group member that was never raised is printed without a traceback.
+                self._begin_stack(line)
+                self._set_exception(exception, line)
+                return
+            yield self._emit()
+            yield from self.feed(line)
+            return
+        # state == "frames"
+        yield from self._feed_frames(line, text)
+
+    def finish(self) -> Iterator[Trace]:
+        if self.state == "idle":
+            return
+        truncated = self.state == "frames" or (self.state == "chain" and self.marker_seen)
+        if self.current is not None and (self.current.frames or self.current.exc_type):
+            self._close_stack()
+        if self.stacks:
+            yield self._emit(truncated=truncated)
+        else:
+            self._reset()
+
+    # -- states -------------------------------------------------------------------------------
+    def _start(self, line: LogLine) -> bool:
+        text = line.text
+        if "Traceback" not in text:
+            return False
+        stripped = GROUP_PREFIX_RE.sub("", text, count=1)
+        if not HEADER_RE.match(stripped):
+            return False
+        self.state = "frames"
+        self.start_line = line.number
+        self.in_group = "Exception Group" in text
+        self._begin_stack(line)
+        return True
+
+    def _begin_stack(self, line: LogLine) -> None:
+        self.state = "frames"
+        self.noise = 0
+        self.current = _PendingStack(is_cause=self.next_is_cause, line_number=line.number)
+        self.next_is_cause = False
+        self.marker_seen = False
+
+    def _feed_frames(self, line: LogLine, text: str) -> Iterator[LogLine | Trace]:
+        current = self.current
+        assert current is not None
+        frame = FRAME_RE.match(text)
+        if frame is not None:
+            current.frames.append(
+                Frame(frame["file"], int(frame["line"]), frame["func"] or "", "", is_in_app(frame["file"]))
+            )
+            current.code_expected = True
+            return
+        ipy = IPYTHON_FRAME_RE.match(text)
+        if ipy is not None:
+            if ipy["cell"]:
+                filename, lineno, func = ipy["cell"].replace(" ", ""), int(ipy["cline"]), ipy["cfunc"] or "<module>"
+                filename = f"Cell {filename}"
+            elif ipy["file"]:
+                filename, lineno, func = ipy["file"], int(ipy["line"]), ipy["func"]
+            else:
+                filename, lineno, func = ipy["ofile"], None, ipy["ofunc"]
+            current.frames.append(Frame(filename, lineno, func, "", is_in_app(filename)))
+            current.code_expected = False
+            return
+        stripped = text.strip()
+        if not stripped or CARET_RE.match(text) or REPEAT_RE.match(text):
+            return
+        code = IPYTHON_CODE_RE.match(text)
+        if code is not None and current.frames and not current.code_expected:
+            if code["arrow"]:
+                last = current.frames[-1]
+                current.frames[-1] = Frame(
+                    last.filename, last.lineno or int(code["num"]), last.name, code["code"].strip(), last.in_app
+                )
+            return
+        if current.code_expected and text[:1].isspace():
+            last = current.frames[-1]
+            current.frames[-1] = Frame(last.filename, last.lineno, last.name, stripped, last.in_app)
+            current.code_expected = False
+            return
+        exception = EXCEPTION_RE.match(stripped)
+        if exception is not None and self._looks_like_exception(exception["type"], current):
+            self._set_exception(exception, line)
+            return
+        current.code_expected = False
+        self.noise += 1
+        if self.noise > MAX_NOISE_LINES:
+            # The traceback was cut off; what it had is still worth reporting.
+            self._close_stack()
+            yield self._emit(truncated=True)
+        if HEADER_RE.match(text):
+            yield from self.feed(line)
+            return
+        yield line
+
+    def _set_exception(self, exception: regex.Match, line: LogLine) -> None:
+        current = self.current
+        assert current is not None
+        current.exc_type = exception["type"]
+        current.message_lines = [exception["msg"] or ""]
+        current.line_number = line.number
+        current.code_expected = False
+        self.state = "message"
+
+    @staticmethod
+    def _looks_like_exception(name: str, current: _PendingStack) -> bool:
+        if EXCEPTION_NAME_RE.search(name):
+            return True
+        # Structurally an exception line: straight after the frames, a capitalised name.
+        return bool(current.frames) and name[:1].isupper()
+
+    def _continues_message(self, line: LogLine, text: str) -> bool:
+        assert self.current is not None
+        if len(self.current.message_lines) >= MAX_MESSAGE_LINES:
+            return False
+        if not text.strip() or line.header:
+            return False
+        stripped = text.strip()
+        if stripped in (CAUSE_MARKER, CONTEXT_MARKER) or HEADER_RE.match(text):
+            return False
+        if self.in_group and GROUP_BORDER_RE.match(text):
+            return False
+        return PROGRESS_BAR_RE.match(text) is None
+
+    # -- building -----------------------------------------------------------------------------
+    def _close_stack(self) -> None:
+        current = self.current
+        if current is None:
+            return
+        if current.frames or current.exc_type:
+            message = "\n".join(current.message_lines).strip("\n")
+            self.stacks.append(
+                Stack(current.exc_type, message, tuple(current.frames), current.is_cause, current.line_number)
+            )
+        self.current = None
+
+    def _emit(self, truncated: bool = False) -> Trace:
+        stacks = self.stacks
+        # An exception group is raised *because of* its members: list them first, the group last.
+        groups = [s for s in stacks if s.exc_type.endswith("ExceptionGroup")]
+        if groups and len(groups) < len(stacks):
+            stacks = [s for s in stacks if s not in groups] + groups
+        trace = Trace(tuple(stacks), self.start_line, self.stream, truncated)
+        self._reset()
+        return trace
