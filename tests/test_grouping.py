@@ -1,0 +1,49 @@
+"""Grouping: one incident per failure, root cause first."""
+from postmortem.scan import scan_text
+
+OOM = '''Traceback (most recent call last):
+  File "/workspace/train.py", line 88, in training_step
+    loss.backward()
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU {rank} has a total capacity of 79.15 GiB of which 1.02 GiB is free.'''
+
+
+def test_eight_ranks_give_one_incident_with_count_8(kb):
+    lines = []
+    for template in OOM.splitlines():
+        lines += [f"[rank{r}]: " + template.replace("{rank}", str(r)) for r in range(8)]
+    report = scan_text("\n".join(lines) + "\n", kb=kb)
+    signatures = [(i.signature, i.count) for i in report.incidents]
+    assert signatures == [("cuda-oom", 8)]
+
+
+def test_the_same_error_repeated_in_one_log_is_counted_once(kb):
+    log = "\n\n".join(OOM.replace("{rank}", "0") for _ in range(3)) + "\n"
+    [incident] = scan_text(log, kb=kb).incidents
+    assert incident.count == 3
+
+
+def test_a_chain_reports_its_first_recognised_exception_as_the_cause(kb):
+    log = '''Traceback (most recent call last):
+  File "/workspace/train.py", line 10, in step
+    out = model(x)
+RuntimeError: expected mat1 and mat2 to have the same dtype, but got: c10::BFloat16 != float
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/workspace/train.py", line 12, in step
+    raise RuntimeError("step failed") from None
+RuntimeError: step failed
+'''
+    incidents = scan_text(log, kb=kb).incidents
+    assert [i.signature for i in incidents] == ["dtype-mismatch"]
+
+
+def test_a_clean_log_gives_no_incident(kb):
+    log = '''Initializing a new nanoGPT model from scratch
+val/MeanSquaredError=0.0213 val/MeanAbsoluteError=0.1032
+schema check finished: 0 errors, 0 warnings, 50000 rows
+iter 100: loss 3.2104, time 52.31ms, mfu 12.3%
+running inference on 512 held-out samples
+'''
+    assert scan_text(log, kb=kb).incidents == ()

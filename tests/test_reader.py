@@ -1,0 +1,78 @@
+"""The reader: bytes in, clean numbered lines out, whatever the terminal and the platform did."""
+import gzip
+import io
+import time
+
+from postmortem.reader import iter_lines, read_log
+
+
+def lines_of(data: bytes):
+    return list(iter_lines(io.BytesIO(data), "test.log"))
+
+
+def test_ansi_colours_are_removed():
+    [line] = lines_of(b"\x1b[1;31mRuntimeError\x1b[0m: boom\n")
+    assert line.text == "RuntimeError: boom"
+
+
+def test_progress_bar_rewrites_keep_only_the_last_frame():
+    bar = b"".join(b"\r %3d%%|#   | %d/100 [00:0%d<00:10, 9.1it/s]" % (i, i, i % 10) for i in range(100))
+    lines = lines_of(bar + b"\n")
+    assert len(lines) == 1
+    assert "99/100" in lines[0].text
+
+
+def test_error_glued_after_a_progress_bar_is_its_own_line():
+    data = b"\r 5%|5    | 50/1000 [00:01<00:30, 3.2it/s]Traceback (most recent call last):\n"
+    texts = [line.text for line in lines_of(data)]
+    assert texts == [" 5%|5    | 50/1000 [00:01<00:30, 3.2it/s]", "Traceback (most recent call last):"]
+
+
+def test_text_between_bar_frames_is_kept():
+    data = b"\r 1%|1 | 1/100 [00:00<00:10]\r{'loss': 0.5, 'epoch': 0.01}\r 2%|2 | 2/100 [00:00<00:10]\n"
+    texts = [line.text for line in lines_of(data)]
+    assert "{'loss': 0.5, 'epoch': 0.01}" in texts
+
+
+def test_rank_prefix_becomes_the_stream_and_line_numbers_are_physical():
+    lines = lines_of(b"hello\n[rank3]:   File \"a.py\", line 1, in f\n[default0]:Killed\n")
+    assert [(l.number, l.stream, l.text) for l in lines] == [
+        (1, "", "hello"), (2, "rank3", '  File "a.py", line 1, in f'), (3, "default0", "Killed")]
+
+
+def test_logging_headers_are_removed_for_matching():
+    lines = lines_of(
+        b"2026-02-06 12:00:01,123 - INFO - __main__ - epoch 3 step 1200 loss=0.4321\n"
+        b"[2026-02-06 12:00:01,123] [INFO] [engine.py:12:forward] deepspeed says hi\n"
+        b"02/06/2026 12:00:01 - WARNING - transformers.trainer - careful\n"
+    )
+    assert [l.text for l in lines] == ["epoch 3 step 1200 loss=0.4321", "deepspeed says hi", "careful"]
+    assert all(l.header for l in lines)
+
+
+def test_gbk_log_is_readable_not_mojibake():
+    data = "开始训练\nFileNotFoundError: [Errno 2] No such file or directory: '数据/训练集/event_17.csv'\n".encode("gbk")
+    texts = [l.text for l in lines_of(data)]
+    assert texts[0] == "开始训练"
+    assert "数据/训练集/event_17.csv" in texts[1]
+
+
+def test_undecodable_bytes_do_not_crash():
+    lines = lines_of(b"\xff\xfe\x00garbage\x80\x81\nok\n")
+    assert lines[-1].text == "ok"
+
+
+def test_gzip_is_read_transparently(tmp_path):
+    path = tmp_path / "run.log.gz"
+    path.write_bytes(gzip.compress(b"Killed\n"))
+    assert [l.text for l in read_log(path)] == ["Killed"]
+
+
+def test_a_long_line_without_newline_is_read_in_linear_time():
+    data = b"x" * (50 << 20)
+    start = time.perf_counter()
+    lines = lines_of(data)
+    elapsed = time.perf_counter() - start
+    assert sum(len(l.text) for l in lines) == len(data)
+    # Not a timing assertion on speed, a guard against a quadratic blow-up (minutes, not seconds).
+    assert elapsed < 60

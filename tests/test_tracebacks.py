@@ -1,0 +1,150 @@
+"""The traceback parser: real shapes of Python tracebacks as they end up in logs."""
+import io
+
+from postmortem.model import Trace
+from postmortem.reader import iter_lines
+from postmortem.tracebacks import split_tracebacks
+
+SP = "/opt/conda/lib/python3.11/site-packages"
+
+
+def traces_of(text: str) -> list[Trace]:
+    items = split_tracebacks(iter_lines(io.BytesIO(text.encode()), "t.log"))
+    return [i for i in items if isinstance(i, Trace)]
+
+
+def test_frames_exception_and_innermost_in_app_frame():
+    [trace] = traces_of(f'''Traceback (most recent call last):
+  File "/workspace/train.py", line 187, in <module>
+    main()
+  File "{SP}/torch/nn/modules/module.py", line 1736, in _wrapped_call_impl
+    return self._call_impl(*args, **kwargs)
+           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/workspace/tiny_lora.py", line 57, in forward
+    logits = self.score(hidden_states)
+  File "{SP}/torch/nn/functional.py", line 12, in linear
+    return torch._C._nn.linear(input, weight, bias)
+RuntimeError: expected mat1 and mat2 to have the same dtype, but got: c10::BFloat16 != float
+''')
+    [stack] = trace.stacks
+    assert stack.exc_type == "RuntimeError"
+    assert [f.in_app for f in stack.frames] == [True, False, True, False]
+    frame = stack.in_app_frame
+    assert (frame.filename, frame.lineno, frame.name, frame.line) == (
+        "/workspace/tiny_lora.py", 57, "forward", "logits = self.score(hidden_states)")
+
+
+def test_qualified_exception_type_and_multiline_message():
+    [trace] = traces_of('''Traceback (most recent call last):
+  File "/w/train.py", line 3, in <module>
+    torch.load("data.pt")
+_pickle.UnpicklingError: Weights only load failed. This file can still be loaded, to do so you have two options.
+	(1) In PyTorch 2.6, we changed the default value of the `weights_only` argument in `torch.load` from `False` to `True`.
+WeightsUnpickler error: Unsupported global: GLOBAL torch_geometric.data.hetero_data.HeteroData was not an allowed global by default.
+
+Epoch 2 starts
+''')
+    [stack] = trace.stacks
+    assert stack.exc_type == "_pickle.UnpicklingError"
+    assert "Unsupported global" in stack.message
+    assert "Epoch 2" not in stack.message
+
+
+def test_chained_exceptions_keep_the_root_first():
+    [trace] = traces_of('''Traceback (most recent call last):
+  File "/w/a.py", line 1, in <module>
+    d["x"]
+KeyError: 'x'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/w/a.py", line 3, in <module>
+    raise RuntimeError("wrapped")
+RuntimeError: wrapped
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/w/a.py", line 5, in <module>
+    raise ValueError("outer")
+ValueError: outer
+''')
+    assert [s.exc_type for s in trace.stacks] == ["KeyError", "RuntimeError", "ValueError"]
+    assert [s.is_cause for s in trace.stacks] == [False, False, True]
+
+
+def test_two_tracebacks_without_marker_are_two_traces():
+    traces = traces_of('''Traceback (most recent call last):
+  File "/w/a.py", line 1, in <module>
+ValueError: one
+
+Traceback (most recent call last):
+  File "/w/b.py", line 1, in <module>
+KeyError: 'two'
+''')
+    assert [[s.exc_type for s in t.stacks] for t in traces] == [["ValueError"], ["KeyError"]]
+
+
+def test_ipython_traceback():
+    [trace] = traces_of(f'''---------------------------------------------------------------------------
+RuntimeError                              Traceback (most recent call last)
+Cell In[3], line 5
+      3 x = torch.randn(2, 3)
+      4 y = torch.randn(4, 5)
+----> 5 z = x @ y
+
+File {SP}/torch/nn/modules/module.py:1501, in Module._call_impl(self, *args, **kwargs)
+-> 1501     return forward_call(*args, **kwargs)
+
+RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)
+''')
+    [stack] = trace.stacks
+    assert stack.exc_type == "RuntimeError"
+    assert stack.in_app_frame.filename == "Cell In[3]"
+    assert stack.in_app_frame.lineno == 5
+    assert stack.in_app_frame.line == "z = x @ y"
+
+
+def test_exception_group_lists_members_before_the_group():
+    [trace] = traces_of('''  + Exception Group Traceback (most recent call last):
+  |   File "/home/u/x.py", line 3, in <module>
+  |     raise ExceptionGroup("many", [ValueError(1), TypeError(2)])
+  | ExceptionGroup: many (2 sub-exceptions)
+  +-+---------------- 1 ----------------
+    | ValueError: 1
+    +---------------- 2 ----------------
+    | TypeError: 2
+    +------------------------------------
+''')
+    assert [s.exc_type for s in trace.stacks] == ["ValueError", "TypeError", "ExceptionGroup"]
+
+
+def test_interleaved_ranks_give_one_trace_each():
+    ranks = range(4)
+    lines = []
+    for template in ['Traceback (most recent call last):', '  File "/w/a.py", line 9, in step',
+                     '    loss.backward()', 'torch.OutOfMemoryError: CUDA out of memory.']:
+        lines += [f"[rank{r}]: {template}" for r in ranks]
+    traces = traces_of("\n".join(lines) + "\n")
+    assert sorted(t.stream for t in traces) == [f"rank{r}" for r in ranks]
+    assert all(t.stacks[-1].exc_type == "torch.OutOfMemoryError" for t in traces)
+
+
+def test_cut_off_traceback_still_yields_its_frames():
+    [trace] = traces_of('''Traceback (most recent call last):
+  File "/w/train.py", line 10, in <module>
+    main()
+  File "/w/train.py", line 5, in main''')
+    assert trace.truncated
+    assert trace.stacks[0].in_app_frame.lineno == 5
+
+
+def test_noise_from_another_stream_does_not_end_a_traceback():
+    [trace] = traces_of('''Traceback (most recent call last):
+  File "/w/train.py", line 10, in <module>
+    main()
+wandb: Syncing run dazzling-sun-3
+FileNotFoundError: [Errno 2] No such file or directory: 'data/test/event_17.csv'
+''')
+    assert trace.stacks[0].exc_type == "FileNotFoundError"
