@@ -7,23 +7,30 @@
   links that a signature also recognises are kept, `explained_by` it.
 - A signature's `explains` list does the same across the log (a CUDA OOM on one rank explains
   the NCCL timeouts on the others), and a `wrapper` signature (torchrun's ChildFailedError
-  summary) is dropped whenever a real cause is in the log.
+  summary) is dropped whenever a real cause is in the log; a `hint` signature (a harmless
+  warning that matters only next to a failure, like tokenizers' fork warning) is dropped when
+  the log shows no failure at all, so that clean runs stay clean.
+- The user's learned signatures that claimed an incident's evidence become its `recalled`
+  entries (the user's own date, fix and lesson), shown first in the draft.
 """
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import regex
 
 from .knowledge import PLACEHOLDER_RE, KnowledgeBase, Signature
-from .model import Evidence, Incident, Match
+from .model import Evidence, Incident, Match, Recall
 from .texts import ui_text
 
 UNKNOWN = "unknown"
+LOCALIZED_SEP, LOCALIZED_LANGS = "_", ("zh",)  # `detail_zh`: the Chinese of the variable `detail`
 FINGERPRINT_LENGTH = 6
 MISSING_VAR = "?"
+OPTIONAL_SEGMENT_RE = regex.compile(r"\[\[(.*?)\]\]", regex.DOTALL)
 # Drain-style masks, so that two unknown errors differing only in numbers or paths are one.
 MASKS = (
     (regex.compile(r"0x[0-9a-fA-F]+"), "<hex>"),
@@ -41,6 +48,7 @@ class _Group:
     count: int = 0
     explained_by: str | None = None
     members: list[Evidence] = field(default_factory=list)
+    learned: list[str] = field(default_factory=list)  # learned signatures that claimed a member
 
 
 def mask_variable_tokens(text: str) -> str:
@@ -60,6 +68,7 @@ def group_incidents(
     kb: KnowledgeBase,
     lang: str = "en",
     source_order: Mapping[str, int] | None = None,
+    keep_hints: bool = False,
 ) -> list[Incident]:
     """`matches` claimed by signatures; `unmatched` traceback evidence no signature claimed."""
     source_order = source_order or {}
@@ -95,6 +104,7 @@ def group_incidents(
                 explained_by = root.signature_id
         key = _match_key(sig, match)
         _add(groups, key, match.signature_id, ev, match.vars, order_of(ev), explained_by)
+        groups[key].learned.extend(i for i in match.learned if i not in groups[key].learned)
     for ev in unknown_by_chain.values():
         location = ev.location
         key_parts = [ev.exc_type, mask_variable_tokens(ev.summary)]
@@ -104,9 +114,25 @@ def group_incidents(
 
     present = {g.signature for g in groups.values()}
     _apply_explains(groups, kb, present)
-    _drop_wrappers(groups, kb)
+    _drop_wrappers(groups, kb, keep_hints)
     ordered = _root_cause_first(groups)
-    return [_build_incident(key, group, kb.get(group.signature), lang) for key, group in ordered]
+    return [_build_incident(key, group, kb.get(group.signature), lang, _recalls(group, kb))
+            for key, group in ordered]
+
+
+def _recalls(group: _Group, kb: KnowledgeBase) -> tuple[Recall, ...]:
+    """The user's past entries for this incident, oldest first (the first time they met it)."""
+    recalls = []
+    for sig_id in group.learned:
+        sig = kb.get(sig_id)
+        if sig is None or sig.learned is None:
+            continue
+        recalls.append(Recall(
+            signature=sig.id, date=sig.learned.date, title=sig.text("en", "title"),
+            fix=sig.text("en", "fix"), lesson=sig.text("en", "lesson"),
+            journal=Path(sig.learned.journal).name,
+        ))
+    return tuple(sorted(recalls, key=lambda r: (r.date, r.signature)))
 
 
 def _match_key(sig: Signature, match: Match) -> str:
@@ -141,14 +167,17 @@ def _apply_explains(groups: dict[str, _Group], kb: KnowledgeBase, present: set[s
             group.explained_by = cause
 
 
-def _drop_wrappers(groups: dict[str, _Group], kb: KnowledgeBase) -> None:
-    def is_wrapper(group: _Group) -> bool:
+def _drop_wrappers(groups: dict[str, _Group], kb: KnowledgeBase, keep_hints: bool = False) -> None:
+    """Wrappers give way to any real cause; hints are only context for an error."""
+    def role(group: _Group) -> str:
         sig = kb.get(group.signature)
-        return sig is not None and sig.role == "wrapper"
+        return sig.role if sig is not None else "cause"
 
-    if any(not is_wrapper(g) for g in groups.values()):
-        for key in [k for k, g in groups.items() if is_wrapper(g)]:
+    if any(role(g) == "cause" for g in groups.values()):
+        for key in [k for k, g in groups.items() if role(g) == "wrapper"]:
             del groups[key]
+    if not keep_hints and not any(role(g) != "hint" for g in groups.values()):
+        groups.clear()
 
 
 def _root_cause_first(groups: dict[str, _Group]) -> list[tuple[str, _Group]]:
@@ -169,7 +198,8 @@ def _root_cause_first(groups: dict[str, _Group]) -> list[tuple[str, _Group]]:
     return ordered
 
 
-def _build_incident(key: str, group: _Group, sig: Signature | None, lang: str) -> Incident:
+def _build_incident(key: str, group: _Group, sig: Signature | None, lang: str,
+                    recalled: tuple[Recall, ...] = ()) -> Incident:
     ev = group.first
     location = ev.location
     builtins = {
@@ -192,7 +222,7 @@ def _build_incident(key: str, group: _Group, sig: Signature | None, lang: str) -
             fix=texts["fix"], lesson=texts["lesson"], references=(), fingerprint=key,
             explained_by=None, context=context,
         )
-    values = builtins | group.vars
+    values = localized_vars(builtins | group.vars, lang)
     captures = sig.captures
     texts = {k: fill_placeholders(sig.text(lang, k), values, captures) for k in
              ("title", "symptom", "cause", "fix", "lesson")}
@@ -200,14 +230,40 @@ def _build_incident(key: str, group: _Group, sig: Signature | None, lang: str) -
     return Incident(
         signature=sig.id, title=texts["title"], category=sig.category, severity=severity,
         count=group.count, source=ev.source, line=ev.line_number, evidence=ev.summary,
-        location=location, vars=dict(group.vars), symptom=texts["symptom"], cause=texts["cause"],
-        fix=texts["fix"], lesson=texts["lesson"], references=sig.references, fingerprint=key,
-        explained_by=group.explained_by,
+        location=location, vars=localized_vars(group.vars, None), symptom=texts["symptom"],
+        cause=texts["cause"], fix=texts["fix"], lesson=texts["lesson"], references=sig.references,
+        fingerprint=key, explained_by=group.explained_by, recalled=recalled,
     )
 
 
+def localized_vars(values: Mapping[str, str], lang: str | None) -> dict[str, str]:
+    """A detector writes a sentence in each language: `detail` (English) and `detail_zh`. `{detail}`
+    takes the one of `lang`; with lang None the translations are dropped (the incident's vars)."""
+    suffixes = tuple(f"{LOCALIZED_SEP}{code}" for code in LOCALIZED_LANGS)
+    plain = {k: v for k, v in values.items() if not k.endswith(suffixes)}
+    if lang is not None:
+        plain.update({k[: -len(lang) - 1]: v for k, v in values.items() if k.endswith(f"{LOCALIZED_SEP}{lang}")})
+    return plain
+
+
 def fill_placeholders(text: str, values: Mapping[str, str], captures: frozenset[str]) -> str:
-    """Replace `{name}` by its value; a capture that did not take part renders as '?'."""
+    """Replace `{name}` by its value; a capture that did not take part renders as '?'.
+
+    `[[ ... ]]` marks an optional segment: kept (without the brackets) when every variable in
+    it has a value, dropped whole otherwise, so that one text serves patterns that capture
+    different variables.
+    """
+    def optional(match: regex.Match) -> str:
+        inner = match.group(1)
+        names = PLACEHOLDER_RE.findall(inner)
+        if not any(name in captures or name in values for name in names):
+            return match.group(0)  # not a segment of ours: code such as `x[[0, 1]]`
+        if all(values.get(name) for name in names if name in captures or name in values):
+            return inner
+        return ""
+
+    text = OPTIONAL_SEGMENT_RE.sub(optional, text)
+
     def replace(match: regex.Match) -> str:
         name = match.group(1)
         if name in values and values[name] != "":

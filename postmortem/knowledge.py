@@ -16,21 +16,26 @@ from typing import Any
 import regex
 
 from . import resources
+from .detectors import DETECTORS, ThresholdError, check_thresholds
 
 SCHEMA_VERSION = 1
 LANGUAGES = ("en", "zh")
 TEXT_KEYS = ("title", "symptom", "cause", "fix", "lesson")
 SEVERITIES = ("error", "warning")
 STATUSES = ("stable", "preview", "deprecated")
-ROLES = ("cause", "wrapper")
+ROLES = ("cause", "wrapper", "hint")
 EXPECTATIONS = ("match", "no-match", "todo-match")
 TOP_KEYS = {
     "schema", "id", "category", "severity", "priority", "status", "related", "explains",
-    "references", "role", "match", "en", "zh", "example",
+    "references", "role", "match", "en", "zh", "example", "learned",
 }
 REQUIRED_TOP_KEYS = ("schema", "id", "category", "severity", "references", "match", "en", "zh")
-MATCH_KEYS = {"exception", "message", "line", "metric", "exclude", "group_by"}
+MATCH_KEYS = {"exception", "message", "line", "metric", "thresholds", "exclude", "group_by"}
 EXAMPLE_KEYS = {"expect", "log", "vars", "why"}
+# A personal signature that `postmortem learn` made from the user's journal: its authority is the
+# user's own entry, named by date and journal, instead of a public reference.
+LEARNED_KEYS = {"date", "journal", "entry", "quote"}
+LEARNED_DATE_RE = regex.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Variables every incident has, whatever matched it.
 BUILTIN_VARS = frozenset({"exception", "message", "file", "line", "function", "count"})
 PLACEHOLDER_RE = regex.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -55,6 +60,16 @@ class Example:
 
 
 @dataclass(frozen=True)
+class LearnedFrom:
+    """Where a learned signature came from: one entry of the user's journal."""
+
+    date: str  # YYYY-MM-DD
+    journal: str  # the journal's path when it was learned
+    entry: int = 0  # the entry's number within its day
+    quote: str = ""  # the error as the user quoted it
+
+
+@dataclass(frozen=True)
 class Signature:
     """A compiled signature: what it matches and what it says."""
 
@@ -76,6 +91,8 @@ class Signature:
     group_by: tuple[str, ...]
     texts: Mapping[str, Mapping[str, str]]  # lang -> key -> text
     examples: tuple[Example, ...]
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # overrides for the metric detector
+    learned: LearnedFrom | None = None  # set for the user's own signatures (`postmortem learn`)
 
     @property
     def captures(self) -> frozenset[str]:
@@ -125,6 +142,10 @@ def load_knowledge_base(
     by_id: dict[str, Signature] = {}
     for directory in dirs:
         for signature in load_directory(directory):
+            if signature.learned is not None and include_builtin and directory == dirs[0]:
+                raise SignatureError(signature.path, "learned",
+                                     "a learned signature belongs in the user's patterns/learned/ folder, "
+                                     "not in the built-in knowledge base")
             by_id[signature.id] = signature
     return KnowledgeBase(tuple(by_id.values()))
 
@@ -176,8 +197,9 @@ def compile_signature(raw: Mapping[str, Any], path: Path) -> Signature:
     priority = raw.get("priority", 50)
     if not isinstance(priority, int) or not 0 <= priority <= 100:
         raise fail("priority", "a whole number from 0 to 100")
+    learned = _learned(raw.get("learned"), fail)
     references = _string_list(raw, "references", fail)
-    if not references:
+    if not references and learned is None:
         raise fail("references", "at least one source (docs, release notes, upstream issue)")
     for ref in references:
         if not ref.startswith(("https://", "http://")):
@@ -194,8 +216,15 @@ def compile_signature(raw: Mapping[str, Any], path: Path) -> Signature:
     line = _compile_all(match, "line", fail)
     exclude = _compile_all(match, "exclude", fail)
     metric = match.get("metric")
-    if metric is not None and not isinstance(metric, str):
-        raise fail("match.metric", "the name of a metric detector")
+    if metric is not None and metric not in DETECTORS:
+        raise fail("match.metric", f"the name of a metric detector: one of {', '.join(DETECTORS)}")
+    thresholds = match.get("thresholds", {})
+    if not isinstance(thresholds, Mapping) or (thresholds and metric is None):
+        raise fail("match.thresholds", "a table of numbers, for a signature with a metric detector")
+    try:
+        thresholds = check_thresholds(metric, thresholds) if metric else {}
+    except ThresholdError as exc:
+        raise fail("match.thresholds", str(exc)) from None
     if not (exception_types or message or line or metric):
         raise fail("match", "needs at least one of exception, message, line, metric")
     group_by = tuple(_string_list(match, "group_by", fail, prefix="match."))
@@ -237,8 +266,32 @@ def compile_signature(raw: Mapping[str, Any], path: Path) -> Signature:
         explains=tuple(_string_list(raw, "explains", fail)),
         references=tuple(references), exception_types=exception_types, message_patterns=message,
         line_patterns=line, exclude_patterns=exclude, metric=metric, group_by=group_by,
-        texts=texts, examples=examples,
+        texts=texts, examples=examples, learned=learned, thresholds=thresholds,
     )
+
+
+def _learned(raw: Any, fail) -> LearnedFrom | None:
+    """The `[learned]` table: the user's dated journal entry stands in for `references`."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise fail("learned", "must be a table")
+    unknown = set(raw) - LEARNED_KEYS
+    if unknown:
+        raise fail(f"learned.{sorted(unknown)[0]}", f"unknown key (allowed: {', '.join(sorted(LEARNED_KEYS))})")
+    date = raw.get("date")
+    if not isinstance(date, str) or not LEARNED_DATE_RE.match(date):
+        raise fail("learned.date", "the journal day it was learned from, as YYYY-MM-DD")
+    journal = raw.get("journal")
+    if not isinstance(journal, str) or not journal.strip():
+        raise fail("learned.journal", "the path of the journal it was learned from")
+    entry = raw.get("entry", 0)
+    if not isinstance(entry, int) or entry < 0:
+        raise fail("learned.entry", "the entry's number within its day")
+    quote = raw.get("quote", "")
+    if not isinstance(quote, str):
+        raise fail("learned.quote", "the quoted error, a string")
+    return LearnedFrom(date, journal, entry, quote)
 
 
 def _examples(raw: Any, fail) -> Iterable[Example]:

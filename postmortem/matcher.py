@@ -2,18 +2,26 @@
 
 Every regex runs with a timeout: a catastrophic pattern (a user's, most likely) disables its
 signature for the rest of the scan and is reported, instead of hanging the scan.
+
+The user's learned signatures (`postmortem learn`) are consulted for every piece of evidence,
+before and regardless of the built-in priorities: the ones that claim it ride along on the match
+(`Match.learned`), so the draft can open with the user's own memory of the error. The incident
+keeps the built-in identity when a built-in signature also claims the evidence, which keeps
+fingerprints (and the journal's no-duplicates rule) stable whether or not the user has learned.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import regex
 
 from .knowledge import KnowledgeBase, Signature
 from .model import Evidence, Match
+from .prefilter import required_literals
 
 REGEX_TIMEOUT_SECONDS = 1.0
-INLINE_FLAGS_RE = regex.compile(r"^\(\?([aiLmsux]+)\)")
 
 
 @dataclass
@@ -26,25 +34,36 @@ class Matcher:
         self._disabled: set[str] = set()
         ranked = sorted(self.kb.signatures, key=lambda s: (-s.priority, s.id))
         ranked = [s for s in ranked if s.status != "deprecated"]
-        self._exception_sigs = [s for s in ranked if s.exception_types or s.message_patterns]
-        self._line_sigs = [s for s in ranked if s.line_patterns]
-        self._metric_sigs = [s for s in ranked if s.metric]
-        self._line_prefilter = _combine([p for s in self._line_sigs for p in s.line_patterns])
+        self._builtin = _Channels([s for s in ranked if s.learned is None])
+        self._learned = _Channels([s for s in ranked if s.learned is not None])
+        self._learned_each = [_Channels([s]) for s in self._learned.signatures]
 
     def match(self, evidence: Evidence) -> Match | None:
+        found = self._claim(self._builtin, evidence)
+        if not self._learned.signatures:
+            return found
+        learned = [m for m in (self._claim(c, evidence) for c in self._learned_each) if m is not None]
+        if not learned:
+            return found
+        if found is None:
+            first = learned[0]
+            return dataclasses.replace(first, learned=tuple(m.signature_id for m in learned))
+        return dataclasses.replace(found, learned=tuple(m.signature_id for m in learned))
+
+    def _claim(self, channels: _Channels, evidence: Evidence) -> Match | None:
         if evidence.kind == "metric":
-            for sig in self._metric_sigs:
+            for sig in channels.metric_sigs:
                 if sig.metric == evidence.text and sig.id not in self._disabled:
                     return Match(sig.id, evidence, dict(evidence.values))
             return None
         if evidence.kind in ("exception", "warning"):
-            found = self._match_exception(evidence)
+            found = self._match_exception(channels.exception_sigs, evidence)
             if found is not None or evidence.chain_id is not None:
                 return found
-        return self._match_line(evidence)
+        return self._match_line(channels, evidence)
 
-    def _match_exception(self, evidence: Evidence) -> Match | None:
-        for sig in self._exception_sigs:
+    def _match_exception(self, sigs: list[Signature], evidence: Evidence) -> Match | None:
+        for sig in sigs:
             if sig.id in self._disabled or not _type_matches(sig, evidence.exc_type):
                 continue
             variables: dict[str, str] | None = {}
@@ -54,12 +73,11 @@ class Matcher:
                 return Match(sig.id, evidence, variables)
         return None
 
-    def _match_line(self, evidence: Evidence) -> Match | None:
+    def _match_line(self, channels: _Channels, evidence: Evidence) -> Match | None:
         text = evidence.summary
-        if self._line_prefilter is not None and not self._safe_search(None, self._line_prefilter, text):
-            return None
-        for sig in self._line_sigs:
-            if sig.id in self._disabled:
+        folded = text.lower()
+        for sig in channels.line_sigs:
+            if sig.id in self._disabled or not _holds_a_needle(sig, text, folded):
                 continue
             variables = self._search_all(sig, sig.line_patterns, text)
             if variables is not None and not self._excluded(sig, evidence):
@@ -79,14 +97,10 @@ class Matcher:
             for p in sig.exclude_patterns
         )
 
-    def _safe_search(self, sig: Signature | None, pattern: regex.Pattern, text: str):
+    def _safe_search(self, sig: Signature, pattern: regex.Pattern, text: str):
         try:
             return pattern.search(text, timeout=self.timeout)
         except TimeoutError:
-            if sig is None:
-                # The combined prefilter is only a shortcut: fall back to the patterns one by one.
-                self._line_prefilter = None
-                return True
             self._disabled.add(sig.id)
             self.problems.append(
                 f"{sig.path}: a regex took longer than {self.timeout:g}s on one line; "
@@ -95,24 +109,35 @@ class Matcher:
             return None
 
 
+class _Channels:
+    """Signatures sorted by the evidence channel they listen to, best first."""
+
+    def __init__(self, signatures: list[Signature]) -> None:
+        self.signatures = signatures
+        self.exception_sigs = [s for s in signatures if s.exception_types or s.message_patterns]
+        self.line_sigs = [s for s in signatures if s.line_patterns]
+        self.metric_sigs = [s for s in signatures if s.metric]
+
+
 def _type_matches(sig: Signature, exc_type: str) -> bool:
     if not sig.exception_types:
         return True
     return any(exc_type == name or exc_type.endswith("." + name) for name in sig.exception_types)
 
 
-def _combine(patterns: list[regex.Pattern]) -> regex.Pattern | None:
-    """One alternation of all line patterns: one search per line instead of one per pattern."""
-    if not patterns:
-        return None
-    parts = []
+@functools.cache
+def _line_needles(patterns: tuple[str, ...]) -> tuple[tuple[str, bool], ...] | None:
+    """Literals of which a line must hold one to match any of these line patterns."""
+    needles: list[tuple[str, bool]] = []
     for pattern in patterns:
-        source = pattern.pattern
-        flags = INLINE_FLAGS_RE.match(source)
-        if flags is not None:
-            source = f"(?{flags.group(1)}:{source[flags.end():]})"
-        parts.append(f"(?:{source})")
-    try:
-        return regex.compile("|".join(parts), regex.MULTILINE)
-    except regex.error:
-        return None
+        literals = required_literals(pattern)
+        if literals is None:
+            return None
+        needles.extend(literals)
+    return tuple(needles)
+
+
+def _holds_a_needle(sig: Signature, text: str, folded: str) -> bool:
+    # A substring test per signature is far cheaper than running its regexes on every line.
+    needles = _line_needles(tuple(p.pattern for p in sig.line_patterns))
+    return needles is None or any((n in folded) if caseless else (n in text) for n, caseless in needles)

@@ -87,6 +87,21 @@ class Match:
     signature_id: str
     evidence: Evidence
     vars: dict[str, str]
+    # The user's own (learned) signatures that also claim this evidence, best first: their
+    # memory goes first in the draft, while the incident keeps the built-in identity.
+    learned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """A past journal entry of the user's own that recognised the same error."""
+
+    signature: str  # the learned signature's id
+    date: str  # YYYY-MM-DD of the journal day it was learned from
+    title: str  # the user's title for that entry
+    fix: str  # the user's own fix, verbatim
+    lesson: str  # the user's own lesson, verbatim
+    journal: str  # the journal's file name
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +126,8 @@ class Incident:
     fingerprint: str
     explained_by: str | None = None
     context: tuple[str, ...] = ()  # for unknown incidents: the last error-looking lines
+    recalled: tuple[Recall, ...] = ()  # the user's own past entries for this error, oldest first
+    metrics: MetricSummary | None = None  # the run's numbers, for incidents about training dynamics
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +135,42 @@ class Report:
     sources: tuple[str, ...]
     incidents: tuple[Incident, ...]
     lang: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricStat:
+    """One metric of a series in the draft's table, values formatted for reading."""
+
+    name: str
+    first: str
+    min: str
+    max: str
+    last: str
+    at_failure: str  # "" when no step is marked
+
+
+@dataclass(frozen=True, slots=True)
+class Sparkline:
+    name: str
+    line: str  # ▁▂▃▄▅▆▇█, × where a value was NaN/Inf
+    marker: str  # spaces and a ^ under the marked step, "" when none
+    log_scale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSummary:
+    """The metric series an incident is about: a table and sparklines for the draft, points for a plot."""
+
+    series: str  # "train", "eval", "train run 2"
+    format: str  # dict | bar | line | line-unnumbered
+    step_kind: str  # explicit | bar | order (order: the log prints no step, rows are counted)
+    steps: str  # "10–200"
+    rows: int
+    lines: str  # "12–930": where the series is in the log
+    failure_step: str  # the marked step, "" when none
+    failure: str  # what happened there ("loss became NaN")
+    failure_zh: str
+    stats: tuple[MetricStat, ...]
+    sparklines: tuple[Sparkline, ...]
+    points: tuple[tuple[str, tuple[float, ...], tuple[float, ...]], ...] = ()  # (metric, steps, values)
+    plot: str = ""  # path of the PNG drawn by `scan --plot`, relative to the report

@@ -24,6 +24,7 @@ STDIN_NAME = "<stdin>"
 # without a newline costs bounded memory and linear time.
 MAX_PIECE_BYTES = 1 << 20
 READ_BUFFER_BYTES = 1 << 20
+CHUNK_BYTES = 4 << 20  # the unit of bulk work: big enough to amortise, small enough to stream
 GZIP_MAGIC = b"\x1f\x8b"
 # Tried in order when a line is not UTF-8. GB18030 is a superset of GBK and GB2312, the legacy
 # encodings of Chinese Windows consoles; cp1252 decodes anything else without loss of length.
@@ -99,6 +100,30 @@ def read_log(
             stream.close()
 
 
+def read_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Big chunks of whole lines: each chunk but the last ends with a newline.
+
+    A line longer than a chunk is cut (the piece carries no newline, so the next chunk goes on
+    with the same physical line), which bounds memory on a file with no newline at all.
+    """
+    carry = b""
+    while True:
+        data = stream.read(chunk_bytes)
+        if not data:
+            if carry:
+                yield carry
+            return
+        data = carry + data if carry else data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) < chunk_bytes:
+                carry = data
+                continue
+            cut = len(data)
+        carry = data[cut:]
+        yield data[:cut]
+
+
 def iter_lines(
     stream: BinaryIO, name: str = "", on_bytes: Callable[[int], None] | None = None
 ) -> Iterator[LogLine]:
@@ -152,31 +177,34 @@ def split_physical_line(text: str) -> list[str]:
         text = ANSI_RE.sub("", text)
     if "\r" not in text:
         return _split_glued_bar(text) if "|" in text or "it [" in text else [text]
+    segments = text.split("\r")
+    # A tqdm line holds hundreds of whole frames; pick out the few other segments at C speed.
+    others = [i for i, seg in enumerate(segments)
+              if seg.strip() and not (seg.rstrip().endswith("]") and ("%|" in seg or "it [" in seg))]
     lines: list[str] = []
-    last_bar: str | None = None
-    for segment in text.split("\r"):
-        if not segment.strip():
-            continue
-        for part in _split_glued_bar(segment):
-            if _is_bar(part):
-                last_bar = part
-            else:
-                if last_bar is not None:
-                    lines.append(last_bar)
-                    last_bar = None
-                lines.append(part)
-    if last_bar is not None:
-        lines.append(last_bar)
+    previous = -1
+    for index in [*others, len(segments)]:
+        last_bar = _last_nonblank(segments, previous + 1, index)
+        if last_bar is not None:
+            lines.append(last_bar)
+        previous = index
+        if index == len(segments):
+            break
+        lines.extend(_split_glued_bar(segments[index]))
     return lines or [""]
 
 
-def _is_bar(text: str) -> bool:
-    match = PROGRESS_BAR_RE.match(text)
-    return match is not None and not text[match.end():].strip()
+def _last_nonblank(segments: list[str], start: int, stop: int) -> str | None:
+    for index in range(stop - 1, start - 1, -1):
+        if segments[index].strip():
+            return segments[index]
+    return None
 
 
 def _split_glued_bar(segment: str) -> list[str]:
     """["bar", "text glued after it"] when a bar is followed by other output, else [segment]."""
+    if segment.rstrip().endswith("]") or ("%|" not in segment and "it [" not in segment):
+        return [segment]
     match = PROGRESS_BAR_RE.match(segment)
     if match is None:
         return [segment]

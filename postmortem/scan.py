@@ -1,23 +1,37 @@
 """The pipeline in one call: read → parse → match → group → redact, for one or more logs.
 
 `scan()` is the Python API that the CLI, the tests and other programs use.
+
+A log is read in big chunks of bytes. The prefilter marks the lines holding a needle; only those
+(and, while a traceback is open, every line after it until it ends) are decoded, cleaned and
+parsed. `every_line=True` reads every line instead: the reference the tests compare against.
 """
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from .evidence import evidence_from_line, evidence_from_trace
 from .grouping import group_incidents
 from .knowledge import KnowledgeBase, load_knowledge_base
 from .matcher import Matcher
+from .detectors import resolve_thresholds
 from .metrics import MetricCollector
-from .model import Evidence, LogLine, Match, Report, Trace
-from .reader import display_name, read_log
+from .model import Evidence, Incident, LogLine, Match, Report, Trace
+from .prefilter import ERROR, METRIC, Prefilter, needles_for
+from .reader import InputError, LineDecoder, clean_line, display_name, open_source, read_chunks, split_physical_line
+from .reader import read_log
 from .redact import redact_incident
 from .texts import DEFAULT_LANG
-from .tracebacks import split_tracebacks
+from .tracebacks import TracebackSplitter
+
+# Incidents of these categories get a metrics section even when no detector found them (a NaN
+# raised as an exception): the numbers show when the values went bad.
+METRIC_SECTION_CATEGORIES = frozenset({"numerics"})
 
 
 @dataclass
@@ -27,7 +41,35 @@ class SourceResult:
     source: str
     matches: list[Match] = field(default_factory=list)
     unmatched: list[Evidence] = field(default_factory=list)
-    metrics: MetricCollector | None = None
+    metrics: MetricCollector = field(default_factory=MetricCollector)
+
+
+@dataclass
+class Scanner:
+    """A knowledge base compiled for scanning: the matcher and the prefilter built from it."""
+
+    kb: KnowledgeBase
+    engine: str = "auto"  # prefilter engine: auto | hyperscan | re
+    every_line: bool = False
+
+    def __post_init__(self) -> None:
+        self.matcher = Matcher(self.kb)
+        self.metric_thresholds = resolve_thresholds({s.metric: s.thresholds for s in self.kb.signatures if s.metric})
+        needles, needs_every_line = needles_for(self.kb)
+        self.every_line = self.every_line or needs_every_line
+        self.prefilter = None if self.every_line else Prefilter(needles, self.engine)
+        sparse_needles, _ = needles_for(self.kb, metric_lines=False)
+        self.sparse_prefilter = None if self.every_line else Prefilter(sparse_needles, self.engine)
+
+    def scan_stream(self, stream: BinaryIO, source: str,
+                    on_bytes: Callable[[int], None] | None = None) -> SourceResult:
+        state = _SourceScan(self, source)
+        for chunk in read_chunks(stream):
+            state.scan_chunk(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+        state.finish()
+        return state.result
 
 
 def scan(
@@ -39,63 +81,181 @@ def scan(
     redact: bool = True,
     on_bytes: Callable[[int], None] | None = None,
     problems: list[str] | None = None,
+    scanner: Scanner | None = None,
 ) -> Report:
     """Scan logs (paths, or "-" for stdin) and return the report, root causes first."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    if kb is None:
-        kb = load_knowledge_base(patterns_dirs)
-    matcher = Matcher(kb)
-    results = [scan_lines(read_log(src, on_bytes=on_bytes), display_name(src), matcher) for src in sources]
+    scanner = scanner or Scanner(kb or load_knowledge_base(patterns_dirs))
+    results = []
+    for source in sources:
+        name = display_name(source)
+        stream = open_source(source)
+        try:
+            results.append(scanner.scan_stream(stream, name, on_bytes))
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{name}: read failed ({exc})") from None
+        finally:
+            if str(source) != "-":
+                stream.close()
     if problems is not None:
-        problems.extend(matcher.problems)
-    return build_report(results, kb, lang, redact)
+        problems.extend(scanner.matcher.problems)
+    return build_report(results, scanner.kb, lang, redact)
 
 
-def scan_text(text: str, *, kb: KnowledgeBase | None = None, lang: str = DEFAULT_LANG,
-              source: str = "<text>", redact: bool = True) -> Report:
+def scan_text(text: str, **options) -> Report:
     """Scan a log held in a string (examples, tests, notebooks)."""
-    import io
-
-    from .reader import iter_lines
-
-    kb = kb or load_knowledge_base()
-    lines = iter_lines(io.BytesIO(text.encode("utf-8")), source)
-    return build_report([scan_lines(lines, source, Matcher(kb))], kb, lang, redact)
+    return scan_bytes(text.encode("utf-8"), **options)
 
 
-def scan_lines(lines: Iterable[LogLine], source: str, matcher: Matcher) -> SourceResult:
-    result = SourceResult(source, metrics=MetricCollector())
-    chain_id = 0
-    for item in split_tracebacks(lines):
-        if isinstance(item, Trace):
-            chain_id += 1
-            for evidence in evidence_from_trace(item, source, chain_id):
-                _claim(matcher, evidence, result)
-            continue
-        result.metrics.feed(item)
-        if item.text:
-            _claim(matcher, evidence_from_line(item), result, report_unmatched=False)
-    for evidence in result.metrics.findings(source):
-        _claim(matcher, evidence, result, report_unmatched=False)
-    return result
+def scan_bytes(data: bytes, *, kb: KnowledgeBase | None = None, lang: str = DEFAULT_LANG,
+               source: str = "<text>", redact: bool = True, scanner: Scanner | None = None,
+               keep_hints: bool = False) -> Report:
+    """Scan a log held in memory, as raw bytes. `keep_hints`: report hints even alone."""
+    scanner = scanner or Scanner(kb or load_knowledge_base())
+    result = scanner.scan_stream(io.BytesIO(data), source)
+    return build_report([result], scanner.kb, lang, redact, keep_hints)
 
 
-def _claim(matcher: Matcher, evidence: Evidence, result: SourceResult, report_unmatched: bool = True) -> None:
-    match = matcher.match(evidence)
-    if match is not None:
-        result.matches.append(match)
-    elif report_unmatched and evidence.kind == "exception":
-        result.unmatched.append(evidence)
+# Metrics lines are read one by one until a log has shown this many; after that, a chunk's
+# metrics lines are sampled (METRIC_SAMPLES_PER_CHUNK, evenly spread), while every line holding
+# a non-finite value is still read. Small logs are exact; huge ones cost bounded time.
+EXACT_METRIC_LINES = 50_000
+METRIC_SAMPLES_PER_CHUNK = 256
 
 
-def build_report(results: list[SourceResult], kb: KnowledgeBase, lang: str, redact: bool) -> Report:
+class _SourceScan:
+    """The running state of one log's scan, fed chunk by chunk."""
+
+    def __init__(self, scanner: Scanner, source: str) -> None:
+        self.scanner = scanner
+        self.source = source
+        self.result = SourceResult(source, metrics=MetricCollector(scanner.metric_thresholds))
+        self.splitter = TracebackSplitter()
+        self.decoder = LineDecoder()
+        self.line_number = 1  # the number of the line that starts at the current offset
+        self.chain_id = 0
+        self.metric_lines_read = 0
+
+    def scan_chunk(self, chunk: bytes) -> None:
+        if self.scanner.prefilter is None:
+            self._read_lines(chunk, 0, len(chunk), claim=True)
+            return
+        sampled = self.metric_lines_read >= EXACT_METRIC_LINES
+        prefilter = self.scanner.sparse_prefilter if sampled else self.scanner.prefilter
+        hits = prefilter.hits(chunk)
+        if sampled:
+            hits = sorted(hits + _sample_offsets(chunk))
+        cursor = 0
+        index = 0
+        while index < len(hits):
+            offset, kind = hits[index]
+            index += 1
+            if offset < cursor:
+                continue
+            start = chunk.rfind(b"\n", cursor, offset) + 1 or cursor
+            end = chunk.find(b"\n", offset) + 1 or len(chunk)
+            # Several needles in one line: it is an error candidate if any of them is.
+            while index < len(hits) and hits[index][0] < end:
+                kind = min(kind, hits[index][1])
+                index += 1
+            if self.splitter.busy:
+                cursor = self._read_lines(chunk, cursor, start, claim=True, while_busy=True)
+            self.line_number += chunk.count(b"\n", cursor, start)
+            if kind != ERROR:
+                self.metric_lines_read += 1
+            self._read_lines(chunk, start, end, claim=kind == ERROR or self.splitter.busy)
+            cursor = end
+        if self.splitter.busy:
+            cursor = self._read_lines(chunk, cursor, len(chunk), claim=True, while_busy=True)
+        self.line_number += chunk.count(b"\n", cursor)
+
+    def _read_lines(self, chunk: bytes, start: int, stop: int, claim: bool, while_busy: bool = False) -> int:
+        """Feed the physical lines in chunk[start:stop]; return where it stopped."""
+        position = start
+        while position < stop:
+            if while_busy and not self.splitter.busy:
+                break
+            end = chunk.find(b"\n", position, stop) + 1 or stop
+            for text in split_physical_line(self.decoder.decode(chunk[position:end])):
+                self._feed(clean_line(text, self.line_number, self.source), claim)
+            if chunk[end - 1:end] == b"\n":
+                self.line_number += 1
+            position = end
+        return position
+
+    def _feed(self, line: LogLine, claim: bool) -> None:
+        for item in self.splitter.feed(line):
+            if isinstance(item, Trace):
+                self._claim_trace(item)
+                continue
+            self.result.metrics.feed(item)
+            if claim and item.text:
+                self._claim(evidence_from_line(item), report_unmatched=False)
+
+    def _claim_trace(self, trace: Trace) -> None:
+        self.chain_id += 1
+        for evidence in evidence_from_trace(trace, self.source, self.chain_id):
+            self._claim(evidence)
+
+    def _claim(self, evidence: Evidence, report_unmatched: bool = True) -> None:
+        match = self.scanner.matcher.match(evidence)
+        if match is not None:
+            self.result.matches.append(match)
+        elif report_unmatched and evidence.kind == "exception":
+            self.result.unmatched.append(evidence)
+
+    def finish(self) -> None:
+        for trace in self.splitter.finish():
+            self._claim_trace(trace)
+        for evidence in self.result.metrics.findings(self.source):
+            self._claim(evidence, report_unmatched=False)
+
+
+def _sample_offsets(chunk: bytes) -> list[tuple[int, int]]:
+    """Evenly spread offsets in a chunk, as METRIC hits: the sampled metrics lines."""
+    step = max(1, len(chunk) // METRIC_SAMPLES_PER_CHUNK)
+    return [(offset, METRIC) for offset in range(0, len(chunk), step)]
+
+
+def build_report(results: list[SourceResult], kb: KnowledgeBase, lang: str, redact: bool,
+                 keep_hints: bool = False) -> Report:
     order = {r.source: i for i, r in enumerate(results)}
     incidents = group_incidents(
         [m for r in results for m in r.matches],
         [e for r in results for e in r.unmatched],
-        kb, lang, order,
+        kb, lang, order, keep_hints,
     )
+    incidents = attach_metric_summaries(incidents, {r.source: r.metrics for r in results}, kb)
     if redact:
         incidents = [redact_incident(i) for i in incidents]
     return Report(tuple(r.source for r in results), tuple(incidents), lang)
+
+
+def attach_metric_summaries(incidents: Iterable[Incident], collectors: dict[str, MetricCollector],
+                            kb: KnowledgeBase) -> list[Incident]:
+    """Give the incidents about training dynamics (a metric detector's, or a numerics error such
+    as a NaN) the metrics section of the series they concern."""
+    attached = []
+    for incident in incidents:
+        sig = kb.get(incident.signature)
+        collector = collectors.get(incident.source)
+        if sig is not None and collector is not None and collector.has_rows and \
+                (sig.metric or sig.category in METRIC_SECTION_CATEGORIES):
+            summary = collector.summary_for(incident.line, sig.metric)
+            if summary is not None:
+                incident = dataclasses.replace(incident, metrics=summary)
+        attached.append(incident)
+    return attached
+
+
+def extract_metrics(source: str | os.PathLike, kb: KnowledgeBase | None = None) -> MetricCollector:
+    """The metric series of one log (`postmortem metrics`): every line outside tracebacks."""
+    thresholds = resolve_thresholds({s.metric: s.thresholds for s in kb.signatures if s.metric} if kb else None)
+    collector = MetricCollector(thresholds)
+    splitter = TracebackSplitter()
+    for line in read_log(source):
+        for item in splitter.feed(line):
+            if not isinstance(item, Trace):
+                collector.feed(item)
+    return collector

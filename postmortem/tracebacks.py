@@ -60,14 +60,32 @@ def is_in_app(filename: str) -> bool:
 
 def split_tracebacks(lines: Iterable[LogLine]) -> Iterator[LogLine | Trace]:
     """Pass lines through; replace each traceback's lines by one `Trace` at its end."""
-    parsers: dict[str, _StreamParser] = {}
+    splitter = TracebackSplitter()
     for line in lines:
-        parser = parsers.get(line.stream)
+        yield from splitter.feed(line)
+    yield from splitter.finish()
+
+
+class TracebackSplitter:
+    """`split_tracebacks` one line at a time, for callers that skip lines while it is idle."""
+
+    def __init__(self) -> None:
+        self._parsers: dict[str, _StreamParser] = {}
+
+    @property
+    def busy(self) -> bool:
+        """True while some stream is inside a traceback: then every line must be fed."""
+        return any(p.state != "idle" for p in self._parsers.values())
+
+    def feed(self, line: LogLine) -> Iterator[LogLine | Trace]:
+        parser = self._parsers.get(line.stream)
         if parser is None:
-            parser = parsers[line.stream] = _StreamParser(line.stream)
-        yield from parser.feed(line)
-    for parser in parsers.values():
-        yield from parser.finish()
+            parser = self._parsers[line.stream] = _StreamParser(line.stream)
+        return parser.feed(line)
+
+    def finish(self) -> Iterator[Trace]:
+        for parser in self._parsers.values():
+            yield from parser.finish()
 
 
 @dataclass

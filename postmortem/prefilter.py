@@ -1,0 +1,205 @@
+"""Find the few lines of a big log worth reading, on raw bytes, before any decoding.
+
+Almost every line of a training log is a progress bar or a metrics line. The prefilter searches
+each chunk for *needles*: the literals that the traceback parser needs (`Traceback`, `Error`, ...)
+and the literals that every signature's `line` regexes require, derived from the regexes
+themselves. Only lines holding a needle are decoded, cleaned and matched; a line that holds
+none cannot match any signature. Metric lines have needles of their own, so the scan can
+treat them in bulk.
+
+Engines: Hyperscan (SIMD multi-literal search, `pip install postmortem[fast]`) when it is
+installed, else one `re` alternation. Both give the same offsets; the tests compare them.
+"""
+from __future__ import annotations
+
+import re
+import re._parser as sre_parse  # the stdlib's own regex parser: to read literals out of patterns
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .knowledge import KnowledgeBase
+
+# What the traceback parser and the evidence stage look for (tracebacks.py, evidence.py).
+PARSER_NEEDLES = ("Traceback", "Error", "Exception", "Warning")
+# Lines that may carry metrics (metrics.py reads them).
+METRIC_NEEDLES = ("loss", "reward", "grad_norm", "learning_rate", "lr=", "'lr'", "accuracy", "iter ")
+# Non-finite values: a metrics line holding one is always read, however many lines are sampled.
+# Spelled with the delimiters metric printers put before a value, so that "financial" and
+# "inference" are not hits.
+NON_FINITE_NEEDLES = tuple(
+    prefix + value
+    for prefix in (": ", "=", "'", ": '")
+    for value in ("nan", "NaN", "inf", "Inf", "-inf", "-Inf")
+)
+MIN_NEEDLE_LENGTH = 3  # a shorter literal would select most lines: read every line instead
+# Hit kinds, in order of precedence when one line holds several.
+ERROR, NON_FINITE, METRIC = 0, 1, 2
+_MAXREPEAT = sre_parse.MAXREPEAT
+
+
+@dataclass(frozen=True)
+class Needle:
+    text: str
+    caseless: bool
+    kind: int  # ERROR or METRIC
+
+
+def required_literals(pattern: str) -> list[tuple[str, bool]] | None:
+    """Literals of which at least one occurs in any text the pattern matches: [(literal, caseless)].
+
+    None when no literal of MIN_NEEDLE_LENGTH is required (the pattern then needs every line).
+    """
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError):
+        return None
+    caseless = bool(parsed.state.flags & re.IGNORECASE)
+    best = _best_requirement(list(parsed), caseless)
+    if best is None or min(len(text) for text, _ in best) < MIN_NEEDLE_LENGTH:
+        return None
+    return best
+
+
+def _best_requirement(items: list, caseless: bool) -> list[tuple[str, bool]] | None:
+    """The strongest requirement of a sequence: a set of alternative literals, one must occur."""
+    candidates: list[list[tuple[str, bool]]] = []
+    run: list[str] = []
+
+    def close_run() -> None:
+        if run:
+            candidates.append([("".join(run), caseless)])
+            run.clear()
+
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            run.append(chr(arg).lower() if caseless else chr(arg))
+        elif name == "AT":
+            continue  # zero-width: the literals on both sides are still adjacent
+        elif name == "IN" and len(arg) == 1 and str(arg[0][0]) == "LITERAL":
+            run.append(chr(arg[0][1]).lower() if caseless else chr(arg[0][1]))
+        elif name == "SUBPATTERN":
+            _group, add_flags, del_flags, sub = arg
+            sub_caseless = (caseless or bool(add_flags & re.IGNORECASE)) and not del_flags & re.IGNORECASE
+            sub_items = list(sub)
+            if sub_items and all(str(o) == "LITERAL" for o, _ in sub_items) and sub_caseless == caseless:
+                run.extend(chr(a).lower() if caseless else chr(a) for _, a in sub_items)
+                continue
+            close_run()
+            inner = _best_requirement(sub_items, sub_caseless)
+            if inner:
+                candidates.append(inner)
+        elif name == "BRANCH":
+            close_run()
+            alternatives: list[tuple[str, bool]] = []
+            for branch in arg[1]:
+                inner = _best_requirement(list(branch), caseless)
+                if inner is None:
+                    alternatives = []
+                    break
+                alternatives.extend(inner)
+            if alternatives:
+                candidates.append(alternatives)
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            close_run()
+            low, _high, sub = arg
+            if low >= 1:
+                inner = _best_requirement(list(sub), caseless)
+                if inner:
+                    candidates.append(inner)
+        else:
+            close_run()
+    close_run()
+    if not candidates:
+        return None
+    return max(candidates, key=lambda alts: min(len(text) for text, _ in alts))
+
+
+def needles_for(kb: KnowledgeBase, metric_lines: bool = True) -> tuple[list[Needle], bool]:
+    """All needles of a knowledge base, and whether some line pattern needs every line read.
+
+    `metric_lines=False` leaves out the needles of ordinary metrics lines (once a log has more
+    of them than are worth reading one by one, they are sampled instead).
+    """
+    needles = {Needle(text, False, ERROR) for text in PARSER_NEEDLES}
+    needles |= {Needle(text, False, NON_FINITE) for text in NON_FINITE_NEEDLES}
+    if metric_lines:
+        needles |= {Needle(text, False, METRIC) for text in METRIC_NEEDLES}
+    every_line = False
+    for sig in kb.signatures:
+        for pattern in sig.line_patterns:
+            literals = required_literals(pattern.pattern)
+            if literals is None:
+                every_line = True
+                continue
+            needles |= {Needle(text, caseless, ERROR) for text, caseless in literals}
+    return sorted(needles, key=lambda n: (n.kind, n.text, n.caseless)), every_line
+
+
+class Prefilter:
+    """Offsets of needle hits in a chunk of bytes, with the kind of each hit."""
+
+    def __init__(self, needles: Iterable[Needle], engine: str = "auto") -> None:
+        self.needles = list(needles)
+        encoded = [(_encodings(n.text), n) for n in self.needles]
+        self._patterns = [(data, n) for datas, n in encoded for data in datas]
+        self.engine = _pick_engine(engine)
+        if self.engine == "hyperscan":
+            self._compile_hyperscan()
+        else:
+            self._compile_re()
+
+    def hits(self, chunk: bytes) -> list[tuple[int, int]]:
+        """Sorted (offset, kind) of every needle hit in `chunk`."""
+        if self.engine == "hyperscan":
+            found: list[tuple[int, int]] = []
+
+            def on_match(pattern_id, start, end, flags, context):
+                found.append((end - 1, self._kinds[pattern_id]))  # hyperscan reports match ends
+
+            self._db.scan(chunk, match_event_handler=on_match)
+            found.sort()
+            return found
+        kinds = self._group_kinds
+        return [(m.start(), kinds[m.lastgroup]) for m in self._re.finditer(chunk)]
+
+    def _compile_re(self) -> None:
+        def alternation(kind: int) -> bytes:
+            parts = []
+            for data, needle in self._patterns:
+                if needle.kind == kind:
+                    escaped = re.escape(data)
+                    parts.append(b"(?i:" + escaped + b")" if needle.caseless else escaped)
+            return b"|".join(parts) or b"(?!)"
+
+        kinds = (ERROR, NON_FINITE, METRIC)
+        self._group_kinds = {f"k{kind}": kind for kind in kinds}
+        self._re = re.compile(b"|".join(b"(?P<k%d>%s)" % (kind, alternation(kind)) for kind in kinds))
+
+    def _compile_hyperscan(self) -> None:
+        import hyperscan
+
+        expressions = [re.escape(data) for data, _ in self._patterns]
+        flags = [hyperscan.HS_FLAG_CASELESS if n.caseless else 0 for _, n in self._patterns]
+        self._kinds = [n.kind for _, n in self._patterns]
+        self._db = hyperscan.Database()
+        self._db.compile(expressions=expressions, ids=list(range(len(expressions))),
+                         elements=len(expressions), flags=flags)
+
+
+def _encodings(text: str) -> list[bytes]:
+    """A needle as it can appear in the raw bytes: UTF-8, and GB18030 for non-ASCII text."""
+    forms = [text.encode("utf-8")]
+    if not text.isascii():
+        forms.append(text.encode("gb18030", errors="ignore"))
+    return forms
+
+
+def _pick_engine(engine: str) -> str:
+    if engine in ("re", "hyperscan"):
+        return engine
+    try:
+        import hyperscan  # noqa: F401
+    except ImportError:
+        return "re"
+    return "hyperscan"
