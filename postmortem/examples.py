@@ -64,7 +64,7 @@ def judge(sig: Signature, expect: str, variables: dict[str, str], report: Report
         return f"did not match; the scan found {got}"
     incident = found[0]
     for name, value in variables.items():
-        if incident.vars.get(name) != value:
+        if all(i.vars.get(name) != value for i in found):
             return f"var {name!r}: expected {value!r}, got {incident.vars.get(name)!r}"
     if marked_line is not None and all(i.line != marked_line for i in found):
         return f"matched at line {incident.line}, but the marked line is {marked_line}"

@@ -112,6 +112,7 @@ def group_incidents(
             key_parts += [location.filename, location.name]
         _add(groups, fingerprint(UNKNOWN, key_parts), UNKNOWN, ev, {}, order_of(ev), None)
 
+    _merge_echoes(groups, kb)
     present = {g.signature for g in groups.values()}
     _apply_explains(groups, kb, present)
     _drop_wrappers(groups, kb, keep_hints)
@@ -151,6 +152,36 @@ def _add(groups, key, signature_id, ev, variables, order, explained_by) -> None:
         group.first, group.vars, group.order = ev, dict(variables), order
     group.count += 1
     group.members.append(ev)
+
+
+def _merge_echoes(groups: dict[str, _Group], kb: KnowledgeBase) -> None:
+    """One failure, printed as a bare line and then raised as an exception, is one incident.
+
+    A DataLoader prints "ERROR: Unexpected bus error encountered in worker" and then raises
+    "DataLoader worker ... is killed by signal: Bus error": both claimed by one signature, the
+    line without a location, the exception with one. The line folds into the exception's
+    incident (same signature, same `group_by` values), adding its count and any variables.
+    """
+    def group_key(group: _Group) -> tuple:
+        sig = kb.get(group.signature)
+        names = sig.group_by if sig is not None else ()
+        return (group.signature, tuple(group.vars.get(name, "") for name in names))
+
+    located: dict[tuple, _Group] = {}
+    for group in sorted(groups.values(), key=lambda g: g.order):
+        if group.first.location is not None and group.signature != UNKNOWN:
+            located.setdefault(group_key(group), group)
+    for key in [k for k, g in groups.items() if g.first.location is None]:
+        echo = groups[key]
+        target = located.get(group_key(echo))
+        if target is None:
+            continue
+        target.count += echo.count
+        target.members.extend(echo.members)
+        for name, value in echo.vars.items():
+            target.vars.setdefault(name, value)
+        target.learned.extend(i for i in echo.learned if i not in target.learned)
+        del groups[key]
 
 
 def _apply_explains(groups: dict[str, _Group], kb: KnowledgeBase, present: set[str]) -> None:

@@ -103,25 +103,18 @@ def read_log(
 def read_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """Big chunks of whole lines: each chunk but the last ends with a newline.
 
-    A line longer than a chunk is cut (the piece carries no newline, so the next chunk goes on
-    with the same physical line), which bounds memory on a file with no newline at all.
+    A chunk is topped up to the end of its last line with one `readline`, which costs far less
+    than carrying the tail over to the next chunk. A line longer than MAX_PIECE_BYTES is cut
+    (the piece carries no newline, so the next chunk goes on with the same physical line),
+    which bounds memory on a file with no newline at all.
     """
-    carry = b""
     while True:
         data = stream.read(chunk_bytes)
         if not data:
-            if carry:
-                yield carry
             return
-        data = carry + data if carry else data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            if len(data) < chunk_bytes:
-                carry = data
-                continue
-            cut = len(data)
-        carry = data[cut:]
-        yield data[:cut]
+        if data[-1:] != b"\n":
+            data += stream.readline(MAX_PIECE_BYTES)
+        yield data
 
 
 def iter_lines(

@@ -9,6 +9,7 @@ parsed. `every_line=True` reads every line instead: the reference the tests comp
 from __future__ import annotations
 
 import dataclasses
+import bisect
 import io
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -156,28 +157,39 @@ class _SourceScan:
             start = chunk.rfind(b"\n", cursor, offset) + 1 or cursor
             end = chunk.find(b"\n", offset) + 1 or len(chunk)
             # Several needles in one line: it is an error candidate if any of them is.
-            while index < len(hits) and hits[index][0] < end:
-                kind = min(kind, hits[index][1])
-                index += 1
+            following = bisect.bisect_left(hits, (end, ERROR), index)
+            if following > index:
+                kind = min(kind, min(k for _, k in hits[index:following]))
+                index = following
             if self.splitter.busy:
                 cursor = self._read_lines(chunk, cursor, start, claim=True, while_busy=True)
             self.line_number += chunk.count(b"\n", cursor, start)
             if kind != ERROR:
                 self.metric_lines_read += 1
-            self._read_lines(chunk, start, end, claim=kind == ERROR or self.splitter.busy)
+            busy = self.splitter.busy
+            self._read_lines(chunk, start, end, claim=kind == ERROR or busy,
+                             last_frame_only=sampled and kind == METRIC and not busy)
             cursor = end
         if self.splitter.busy:
             cursor = self._read_lines(chunk, cursor, len(chunk), claim=True, while_busy=True)
         self.line_number += chunk.count(b"\n", cursor)
 
-    def _read_lines(self, chunk: bytes, start: int, stop: int, claim: bool, while_busy: bool = False) -> int:
-        """Feed the physical lines in chunk[start:stop]; return where it stopped."""
+    def _read_lines(self, chunk: bytes, start: int, stop: int, claim: bool, while_busy: bool = False,
+                    last_frame_only: bool = False) -> int:
+        """Feed the physical lines in chunk[start:stop]; return where it stopped.
+
+        `last_frame_only`: a sampled metrics line needs only its last `\r` frame, not the
+        hundreds of progress-bar frames before it.
+        """
         position = start
         while position < stop:
             if while_busy and not self.splitter.busy:
                 break
             end = chunk.find(b"\n", position, stop) + 1 or stop
-            for text in split_physical_line(self.decoder.decode(chunk[position:end])):
+            data = chunk[position:end]
+            if last_frame_only:
+                data = data[data.rfind(b"\r", 0, len(data) - 2) + 1:]
+            for text in split_physical_line(self.decoder.decode(data)):
                 self._feed(clean_line(text, self.line_number, self.source), claim)
             if chunk[end - 1:end] == b"\n":
                 self.line_number += 1
