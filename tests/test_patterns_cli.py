@@ -1,0 +1,110 @@
+"""`postmortem patterns ...` and `explain`: the discipline users get for their own signatures."""
+import json
+
+from click.testing import CliRunner
+
+from postmortem.cli import cli
+
+GOOD = '''schema = 1
+id = "{id}"
+category = "data"
+severity = "error"
+references = ["https://docs.python.org/3/library/exceptions.html"]
+
+[match]
+exception = ["ShardHeaderError"]
+
+[en]
+title = "A shard has no header"
+symptom = "`{{message}}`"
+cause = "The shard writer died before writing the header."
+fix = "Rewrite the shard."
+lesson = "**Validate shards when writing them.**"
+
+[zh]
+title = "分片缺少文件头"
+symptom = "`{{message}}`"
+cause = "写分片的进程在写文件头之前退出了。"
+fix = "重新生成该分片。"
+lesson = "**写分片时就校验。**"
+
+[[example]]
+expect = "{expect}"
+log = """
+Traceback (most recent call last):
+  File "/home/u/proj/load.py", line 3, in <module>
+    read()
+ShardHeaderError: shard 3 has no header
+"""
+'''
+
+
+def invoke(args):
+    return CliRunner().invoke(cli, args, env={"POSTMORTEM_LANG": "en", "XDG_CONFIG_HOME": "/nonexistent"})
+
+
+def test_check_reports_a_broken_toml_a_missing_key_and_a_failing_example(tmp_path):
+    (tmp_path / "broken-toml.toml").write_text('schema = 1\nid = "broken-toml"\n[match\n')
+    (tmp_path / "missing-key.toml").write_text(GOOD.format(id="missing-key", expect="match")
+                                               .replace('category = "data"\n', ""))
+    (tmp_path / "wrong-example.toml").write_text(GOOD.format(id="wrong-example", expect="no-match"))
+    result = invoke(["patterns", "check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "broken-toml.toml: toml:" in result.output
+    assert "missing-key.toml: category: missing" in result.output
+    assert "wrong-example.toml: example[0]: matched at line" in result.output
+
+
+def test_check_passes_a_good_folder(tmp_path):
+    (tmp_path / "shard-header.toml").write_text(GOOD.format(id="shard-header", expect="match"))
+    result = invoke(["patterns", "check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "1 signatures, 1 examples, 0 problems" in result.output
+
+
+def test_user_signature_is_used_by_scan_and_explain_names_its_file(tmp_path):
+    (tmp_path / "shard-header.toml").write_text(GOOD.format(id="shard-header", expect="match"))
+    log = tmp_path / "run.log"
+    log.write_text('Traceback (most recent call last):\n  File "/w/load.py", line 3, in <module>\n'
+                   "    read()\nShardHeaderError: shard 9 has no header\n")
+    report = json.loads(invoke(["scan", str(log), "--patterns", str(tmp_path), "--format", "json"]).output)
+    assert [i["signature"] for i in report["incidents"]] == ["shard-header"]
+    explained = invoke(["explain", "shard-header", "--patterns", str(tmp_path)]).output
+    assert str(tmp_path / "shard-header.toml") in explained
+
+
+def test_a_broken_user_signature_is_one_line_with_file_and_key(tmp_path):
+    (tmp_path / "bad.toml").write_text(GOOD.format(id="bad", expect="match").replace("[zh]", "[zz]"))
+    result = invoke(["scan", "-", "--patterns", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "bad.toml" in result.output and "Traceback" not in result.output
+
+
+def test_explain_suggests_the_closest_id():
+    result = invoke(["explain", "cuda-asert"])
+    assert result.exit_code == 2
+    assert "cuda-device-assert" in result.output
+
+
+def test_patterns_list_json_has_both_languages_and_references():
+    rows = json.loads(invoke(["patterns", "list", "--format", "json"]).output)
+    assert len(rows) >= 45
+    for row in rows:
+        assert row["references"], row["id"]
+        assert row["title"] and row["title_zh"], row["id"]
+        assert row["examples"]["match"] >= 2 and row["examples"]["no-match"] >= 1, row["id"]
+
+
+def test_a_catastrophic_user_regex_is_disabled_and_the_scan_goes_on(tmp_path):
+    catastrophic = GOOD.format(id="slow-one", expect="match").replace(
+        'exception = ["ShardHeaderError"]', "line = ['^(a|aa)+$']")
+    catastrophic = catastrophic[:catastrophic.index("[[example]]")]
+    (tmp_path / "slow-one.toml").write_text(catastrophic)
+    log = tmp_path / "run.log"
+    log.write_text("a" * 60 + "!\n" + 'Traceback (most recent call last):\n  File "/w/t.py", line 1, in <module>\n'
+                   "    f()\nRuntimeError: expected mat1 and mat2 to have the same dtype, but got: c10::Half != float\n")
+    result = invoke(["scan", str(log), "--patterns", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0
+    assert "slow-one" in result.output and "disabled" in result.output  # the warning on stderr
+    report = json.loads(result.output[result.output.index("{"):])
+    assert [i["signature"] for i in report["incidents"]] == ["dtype-mismatch"]
