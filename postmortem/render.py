@@ -32,6 +32,21 @@ def _capitalize_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _table_cell(text: object) -> str:
+    """Text that stays inside one cell of a Markdown table: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _code_span(text: object) -> str:
+    """`text` as an inline code span, with enough backticks around it to hold its own."""
+    text = str(text)
+    ticks = "`"
+    while ticks in text:
+        ticks += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
 @cache
 def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -42,6 +57,8 @@ def template_environment() -> jinja2.Environment:
     )
     env.filters["continue_item"] = _continue_item
     env.filters["capitalize_first"] = _capitalize_first
+    env.filters["table_cell"] = _table_cell
+    env.filters["code_span"] = _code_span
     return env
 
 
@@ -68,6 +85,13 @@ def render_entry(incident: Incident, number: int, lang: str, cause_number: int |
     """One journal entry, as `review` writes it into the journal."""
     template = template_environment().get_template("incident.md.j2")
     return template.render(s=ui_strings(lang), i=incident, n=number, cause_number=cause_number).strip("\n")
+
+
+def render_attempts(attempts, entry_numbers: dict[str, int], lang: str) -> str:
+    """The attempts table of a day (journal.Attempt rows, oldest log first)."""
+    template = template_environment().get_template("attempts.md.j2")
+    rows = [(a, entry_numbers.get(a.fingerprint)) for a in attempts]
+    return template.render(s=ui_strings(lang), rows=rows).strip("\n")
 
 
 def incident_to_dict(incident: Incident) -> dict:
