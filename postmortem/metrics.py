@@ -1,73 +1,625 @@
-"""Metric series from training output, and the detectors that read them.
+"""Metric series from training output: what the run's numbers were, step by step.
 
-This first version reads Hugging Face Trainer / TRL dict lines (`{'loss': 0.43, 'epoch': 0.1}`,
-values possibly quoted or non-finite) and runs the `non-finite` detector. Its findings are
-`Evidence(kind="metric")` that signatures claim with `[match] metric = "<detector>"`.
+`MetricCollector.feed()` takes every cleaned line outside tracebacks and keeps the ones that
+really are metrics lines, in three families (a line counts only when it has the shape of one):
+
+- dict:  Hugging Face Trainer / TRL log dicts, `{'loss': 0.4321, 'grad_norm': 1.2, 'epoch': 0.12}`,
+         with `nan`/`inf`/`-inf`, quoted values (`{'loss': '4.18'}`, transformers formats floats
+         with `.4g` since 2025), `np.float64(...)`; also JSON lines. Eval dicts (`eval_*` keys) go to
+         an eval series, the end-of-training summary (`train_runtime`) marks the run as finished.
+- bar:   tqdm postfixes, `100/500 [00:10<00:40, 9.8it/s, loss=0.431, lr=1e-4]`, and Lightning's
+         `Epoch 3: ... [..., v_num=0, train_loss=0.234, val_loss=0.301]`.
+- line:  `key=value` / `key: value` logging lines (`step 1200 loss=0.43 lr=1e-5`,
+         `Epoch 3 | loss: 0.43`, `Train Epoch: 1 [640/60000 (1%)]\tLoss: 0.3010`), Keras
+         (`... 3ms/step - loss: 0.4321 - accuracy: 0.81`, epoch from the `Epoch 1/10` line above),
+         nanoGPT (`iter 100: loss 3.2104, time 51.85ms`, `step 250: train loss 1.9, val loss 2.0`).
+         Prose is refused: a candidate needs a loss/lr/grad_norm/reward/accuracy key, at most
+         MAX_PROSE_WORDS free words, and no exception or `name = value  # comment` shape.
+
+Steps: an explicit step (`step`, `global_step`, `iter`, `iteration`) when the line has one; for a
+Trainer dict, the training bar's `n` printed on the same physical line; else the order of
+appearance. A step that goes back, an epoch that goes back, or `***** Running training *****`
+starts a new run: each run has its own series (train and eval apart), detected on its own.
+
+Memory is bounded whatever the length of the log: every series keeps its first and last rows,
+the rows where each metric had its minimum and maximum, the boundaries of every non-finite run
+(each run of NaN/Inf values is kept exactly: first and last row, count, up to MAX_NONFINITE_RUNS
+runs per metric), the rows where a detector fired; of the other rows, every `stride`-th, where
+`stride` doubles (and every series drops the rows off the new stride) whenever more than
+MAX_KEPT_ROWS are kept across the log. Statistics (first/min/max/last, counts) and detectors are
+streaming and exact. The pandas DataFrame (`to_frame`) is built only when asked for: a scan never
+imports pandas.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterator, Mapping
 
-import regex
+from . import detectors as det
+from .detectors import EVAL, R_EPOCH, R_INDEX, R_LINE, R_STEP, R_VALUES, TRAIN, role_of
+from .model import Evidence, LogLine, MetricStat, MetricSummary, Sparkline
 
-from .model import Evidence, LogLine
+DICT, BAR, LINE, LINE_UNNUMBERED = "dict", "bar", "line", "line-unnumbered"
+STEP_EXPLICIT, STEP_BAR, STEP_ORDER = "explicit", "bar", "order"
 
-DICT_PAIR_RE = regex.compile(r"'(?P<key>[\w/.\-]+)':\s*'?(?P<value>-?(?:nan|inf|[\d.]+(?:e[+-]?\d+)?))'?", regex.I)
-NON_FINITE_WATCHED = ("loss", "grad_norm", "eval_loss", "reward")
+MAX_KEPT_ROWS = 50_000
+MAX_NONFINITE_RUNS = 1_000
+MAX_PROSE_WORDS = 2
+EPOCH_TOLERANCE = 1e-6
+SPARK_WIDTH = 48
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+SPARK_NONFINITE = "×"
+LOG_SCALE_RATIO = 100.0  # a curve spanning more than this is drawn on a log scale
+PLOT_POINTS = 2_000
+SUMMARY_METRICS = 6
+
+# Literals at least one of which every line this module reads holds (for a byte prefilter).
+METRIC_NEEDLES = ("loss", "Loss", "LOSS", "reward", "grad_norm", "gnorm", "learning_rate", "lr", "LR",
+                  "acc", "Acc", "ppl", "iter ", "train_runtime", "***** Running training",
+                  "Trainer.fit` stopped", "trainable params: 0 ")
+
+# -- keys -----------------------------------------------------------------------------------------
+INDEX_KEYS = {"step": "step", "global_step": "step", "iteration": "step", "iter": "step",
+              "_step": "step", "epoch": "epoch"}
+IGNORED_KEYS = frozenset({"total_flos", "v_num"})
+EVAL_PREFIXES = ("eval_", "eval/", "val_", "val/", "valid_", "valid/", "validation_", "validation/",
+                 "test_", "test/")
+CORE_WORDS = frozenset({"loss", "lr", "learning_rate", "grad_norm", "gnorm", "reward", "acc", "accuracy",
+                        "ppl", "perplexity"})
+
+# -- line shapes ----------------------------------------------------------------------------------
+_NUM = r"[-+]?(?:nan|inf(?:inity)?|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
+DICT_PAIR_RE = re.compile(
+    r"""['"]([^'"\\]+)['"]\s*:\s*(?:np\.float\d*\(|tensor\()?\s*(?:'([^']*)'|"([^"]*)"|([^,}\s()]+))\s*\)?"""
+)
+DICT_CORE_RE = re.compile(r"loss|reward|grad_norm|learning_rate|'lr'|\"lr\"|epoch|step|acc", re.I)
+BAR_RE = re.compile(
+    r"^(?P<desc>[^|\[]*?)\s*(?:\d{1,3}%)?\|[^|]*\|\s*(?P<n>\d+)/(?:\d+|\?)\s*\[(?P<info>[^\]]*)\]\s*$"
+    r"|^(?P<desc2>[^|\[]*?)\s*(?P<n2>\d+)it\s*\[(?P<info2>[^\]]*)\]\s*$"
+)
+BAR_EPOCH_RE = re.compile(r"\bEpoch\s+(\d+)", re.I)
+POSTFIX_RE = re.compile(rf"(?:^|,)\s*([A-Za-z][\w/.\-]*)=\s*({_NUM})\s*(?=,|$)", re.I)
+LINE_HINT_RE = re.compile(r"loss|\blr\b|learning_rate|grad_?norm|reward|acc|ppl|perplexity", re.I)
+INDEX_RE = re.compile(
+    r"(?<![\w/.\-])(global_step|iteration|iter|step|epoch)\s*(?:[:=]\s*|\s+|(?=\[))\[?\s*(\d+(?:\.\d+)?)"
+    r"(?:\s*/\s*\d+)?\]?(?![\w.])", re.I)
+PAIR_RE = re.compile(rf"(?<![\w/.\-'\"])([A-Za-z][\w/.\-]*)\s*(?:=|:)\s*\[?({_NUM})\]?%?(?![\w./:])", re.I)
+SPACE_PAIR_RE = re.compile(
+    rf"(?<![\w/.\-])((?:(?:train|val|valid|eval|test)[ _])?(?:loss|lr|ppl|perplexity|acc|accuracy|grad_norm|gnorm))"
+    rf"\s+({_NUM})(?![\w./:%])", re.I)
+WORD_RE = re.compile(r"(?<![\w/.\-])[A-Za-z][A-Za-z_'\-]*")
+FREE_WORDS = frozenset({"train", "training", "val", "valid", "validation", "eval", "evaluation", "test",
+                        "testing", "epoch", "step", "iter", "iteration", "batch", "info", "debug",
+                        "warning", "avg", "average", "mean", "time", "rank", "it", "s", "ms"})
+CONFIG_WORDS = frozenset({"config", "configuration", "args", "arguments", "hparams", "hyperparameters",
+                          "settings", "trainingarguments", "options"})
+EVAL_WORDS = frozenset({"val", "valid", "validation", "eval", "evaluation", "test", "testing"})
+EXCEPTION_RE = re.compile(r"\b\w*(?:Error|Exception|Warning)\b:")
+# `name = value` alone on a line with a comment (a config echoed) or aligned by padding (Trainer's
+# `***** train metrics *****` summary): not a logged step.
+ASSIGNMENT_RE = re.compile(
+    r"^\s*[\w/.\-]+\s*=\s*\S+\s+#.*$|^\s{2,}[\w/.\-]+\s+=\s+\S+\s*$|^\s*[\w/.\-]+(?:\s{2,}=\s*|\s*=\s{2,})\S+\s*$")
+RUNNING_TRAINING = "***** Running training *****"
+ZERO_TRAINABLE = "trainable params: 0 ||"
+
+def is_eval_key(key: str) -> bool:
+    return key.startswith(EVAL_PREFIXES)
 
 
-@dataclass
-class MetricRow:
-    step: int
-    line_number: int
-    values: dict[str, float]
+class Track:
+    """Exact running statistics of one metric in one series, non-finite runs included."""
+
+    __slots__ = ("key", "count", "finite", "first", "first_row", "min", "min_row", "max", "max_row",
+                 "last", "last_row", "last_any", "bad_total", "bad_open", "bad_runs", "bad_runs_dropped",
+                 "first_bad_row", "first_bad_value", "before_bad_row", "recovered_row", "open_run", "watch")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.count = self.finite = self.bad_total = self.bad_runs_dropped = 0
+        self.first = self.first_row = self.min_row = self.max_row = self.last_row = None
+        self.min, self.max = math.inf, -math.inf
+        self.last = self.last_any = None
+        self.bad_open = False
+        self.bad_runs: list[list] = []  # [first row, last row, count]
+        self.first_bad_row = self.first_bad_value = self.before_bad_row = self.recovered_row = None
+        self.open_run = None
+        self.watch = None
+
+    def add_bad(self, value: float, row: tuple) -> None:
+        self.bad_total += 1
+        if self.bad_open:
+            if self.open_run is not None:
+                self.open_run[1] = row
+                self.open_run[2] += 1
+            return
+        self.bad_open = True
+        if self.first_bad_row is None:
+            self.first_bad_row, self.first_bad_value, self.before_bad_row = row, value, self.last_row
+        if len(self.bad_runs) < MAX_NONFINITE_RUNS:
+            self.open_run = [row, row, 1]
+            self.bad_runs.append(self.open_run)
+        else:
+            self.open_run = None
+            self.bad_runs_dropped += 1
 
 
-@dataclass
+class Series:
+    """One metric series: a run's train (or eval) rows of one format."""
+
+    def __init__(self, collector: MetricCollector, fmt: str, split: str, run: int, step_kind: str) -> None:
+        self.collector = collector
+        self.format, self.split, self.run, self.step_kind = fmt, split, run, step_kind
+        self.count = 0
+        self.tracks: dict[str, Track] = {}
+        self.kept: list[tuple] = []
+        self.first_row = self.last_row = None
+        self.last_step = None
+        self.last_epoch = None
+        self.completed = False  # the run printed its end-of-training summary
+        self.zero_watch = None
+
+    # -- feeding ------------------------------------------------------------------------------
+    def add(self, values: dict[str, float], step: float, epoch: float | None, line: int, text: str) -> None:
+        self.count += 1
+        row = (self.count, step, epoch, line, values, text)
+        if self.first_row is None:
+            self.first_row = row
+        self.last_row = row
+        self.last_step = step
+        if epoch is not None:
+            self.last_epoch = epoch
+        tracks = self.tracks
+        for key, value in values.items():
+            track = tracks.get(key)
+            if track is None:
+                track = tracks[key] = self._new_track(key)
+            track.count += 1
+            track.last_any = value
+            if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+                track.finite += 1
+                if track.first_row is None:
+                    track.first, track.first_row = value, row
+                if value < track.min:
+                    track.min, track.min_row = value, row
+                if value > track.max:
+                    track.max, track.max_row = value, row
+                track.last, track.last_row = value, row
+                if track.bad_open:
+                    track.bad_open = False
+                    if track.recovered_row is None:
+                        track.recovered_row = row
+                if track.watch is not None:
+                    track.watch.update(value, row)
+            else:
+                track.add_bad(value, row)
+        if self.count == 1 and self.split == TRAIN:
+            reward = self.primary("reward", among=values)
+            if reward is not None:
+                self.zero_watch = det.ZeroRewardWatch(reward, self.primary("loss", among=values),
+                                                      self.primary("grad", among=values))
+        if self.zero_watch is not None and not self.zero_watch.done:
+            self.zero_watch.update(values, row)
+        collector = self.collector
+        if self.count % collector.stride == 0:
+            self.kept.append(row)
+            collector.kept_total += 1
+            if collector.kept_total > MAX_KEPT_ROWS:
+                collector.thin()
+
+    def _new_track(self, key: str) -> Track:
+        track = Track(key)
+        role = role_of(key)
+        limits = self.collector.thresholds
+        if role in ("loss", "eval_loss") or (self.split == EVAL and key == "eval_loss"):
+            track.watch = det.DivergenceWatch(limits["divergence"]["factor"])
+        elif role == "grad":
+            spike = limits["grad-spike"]
+            track.watch = det.SpikeWatch(spike["factor"], int(spike["window"]), int(spike["min_history"]))
+        elif role == "lr":
+            track.watch = det.RiseWatch()
+        return track
+
+    def thin(self, stride: int) -> None:
+        self.kept = [row for row in self.kept if row[R_INDEX] % stride == 0]
+
+    # -- reading ------------------------------------------------------------------------------
+    def primary(self, role: str, among: Mapping[str, float] | None = None) -> str | None:
+        """The key that plays `role` (loss, grad, lr, reward, eval_loss) in this series, if any."""
+        keys = among if among is not None else self.tracks
+        for key in det.ROLE_KEYS[role]:
+            if key in keys:
+                return key
+        return next((k for k in keys if role_of(k) == role), None)
+
+    def rows(self) -> list[tuple]:
+        """Kept rows and every pinned row, in order."""
+        pinned = {row[R_INDEX]: row for row in self.kept}
+        for row in self._pinned():
+            if row is not None:
+                pinned.setdefault(row[R_INDEX], row)
+        return [pinned[i] for i in sorted(pinned)]
+
+    def _pinned(self) -> Iterator[tuple | None]:
+        yield self.first_row
+        yield self.last_row
+        for track in self.tracks.values():
+            yield from (track.min_row, track.max_row, track.first_bad_row, track.before_bad_row, track.recovered_row)
+            for first, last, _count in track.bad_runs:
+                yield first
+                yield last
+            watch = track.watch
+            if isinstance(watch, det.DivergenceWatch) and watch.crossed is not None:
+                yield watch.crossed[0]
+                yield watch.crossed[3]
+            elif isinstance(watch, det.SpikeWatch) and watch.first is not None:
+                yield watch.first[0]
+        if self.zero_watch is not None:
+            yield from (self.zero_watch.first_row, self.zero_watch.last_zero_row, self.zero_watch.broken_row)
+
+    @property
+    def label(self) -> str:
+        return f"{self.split} run {self.run}" if self.run > 1 else self.split
+
+
 class MetricCollector:
-    rows: list[MetricRow] = field(default_factory=list)
+    """Reads metric lines as they stream by; `findings()` runs the detectors at the end."""
 
+    def __init__(self, thresholds: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        self.thresholds = {k: dict(v) for k, v in (thresholds or det.resolve_thresholds()).items()}
+        self.series: list[Series] = []
+        self._open: dict[tuple[str, str], Series] = {}
+        self._runs: dict[str, int] = {}
+        self.stride = 1
+        self.kept_total = 0
+        self._bar: tuple[int, int] | None = None  # (line number, n) of the last progress bar
+        self._pending_epoch: float | None = None  # Keras' `Epoch 3/10` line, for the row below it
+        self.zero_trainable = False  # PEFT printed `trainable params: 0 || ...`
+        self._findings: list[det.Finding] | None = None
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self.series)
+
+    # -- feeding ------------------------------------------------------------------------------
     def feed(self, line: LogLine) -> None:
         text = line.text
-        if not text.startswith("{'") or "':" not in text:
+        if not text:
             return
-        values = {}
-        for pair in DICT_PAIR_RE.finditer(text):
+        head = text.lstrip()
+        if head[:1] == "{":
+            self._feed_dict(head, line)
+            return
+        if "|" in text and "[" in text and text.endswith("]"):
+            if self._feed_bar(text, line):
+                return
+        if "*****" in text and RUNNING_TRAINING in text:
+            self._open.clear()
+            return
+        if "stopped:" in text and "Trainer.fit` stopped" in text:
+            self._mark_completed()
+            return
+        if text.startswith(ZERO_TRAINABLE):
+            self.zero_trainable = True
+            return
+        if LINE_HINT_RE.search(text) is not None:
+            self._feed_line(text, line)
+        elif text[:6] in ("Epoch ", "epoch "):
+            match = INDEX_RE.match(text)
+            if match is not None and match.end() >= len(text.rstrip()) - 1:
+                self._pending_epoch = float(match.group(2))
+
+    def _feed_dict(self, text: str, line: LogLine) -> None:
+        if not text.endswith("}") or DICT_CORE_RE.search(text) is None:
+            return
+        values: dict[str, float] = {}
+        others = 0
+        for key, single, double, bare in DICT_PAIR_RE.findall(text):
+            raw = bare or single or double
             try:
-                values[pair["key"]] = float(pair["value"])
+                values[key] = float(raw)
             except ValueError:
-                continue
-        if values:
-            self.rows.append(MetricRow(len(self.rows) + 1, line.number, values))
+                if bare:
+                    return  # True, None, a list: a config or a batch printed, not a log of metrics
+                others += 1
+        if not values or others > len(values):
+            return
+        if "train_runtime" in values:
+            self._mark_completed()
+            return
+        bar_step = self._bar[1] if self._bar is not None and self._bar[0] == line.number else None
+        self._add_row(DICT, values, line, bar_step=bar_step)
 
-    def findings(self, source: str) -> list[Evidence]:
-        return find_non_finite(self.rows, source)
+    def _feed_bar(self, text: str, line: LogLine) -> bool:
+        match = BAR_RE.match(text)
+        if match is None:
+            return False
+        desc = match.group("desc") if match.group("n") is not None else match.group("desc2")
+        n = match.group("n") or match.group("n2")
+        info = match.group("info") if match.group("n") is not None else match.group("info2")
+        self._bar = (line.number, int(n))
+        if "=" not in info:
+            return True
+        values = {key.lower(): float(value) for key, value in POSTFIX_RE.findall(info)}
+        values = {k: v for k, v in values.items() if k not in IGNORED_KEYS}
+        if not values:
+            return True
+        epoch_match = BAR_EPOCH_RE.search(desc or "")
+        epoch = float(epoch_match.group(1)) if epoch_match else None
+        train = self._open.get((BAR, TRAIN))
+        if train is not None and train.last_row is not None and train.last_epoch == epoch and \
+                train.last_row[R_VALUES] == {k: v for k, v in values.items() if not is_eval_key(k)}:
+            return True  # the same final frame printed again when the bar closes
+        self._add_row(BAR, values, line, epoch=epoch)
+        return True
+
+    def _feed_line(self, text: str, line: LogLine) -> None:
+        if EXCEPTION_RE.search(text) is not None or ASSIGNMENT_RE.match(text) is not None:
+            return
+        step = epoch = None
+        spans: list[tuple[int, int]] = []
+        for match in INDEX_RE.finditer(text):
+            word, number = match.group(1).lower(), float(match.group(2))
+            if word == "epoch":
+                epoch = number
+            else:
+                step = number
+            spans.append(match.span())
+        values: dict[str, float] = {}
+        for regex in (PAIR_RE, SPACE_PAIR_RE):
+            for match in regex.finditer(text):
+                start, end = match.span()
+                if any(s < end and start < e for s, e in spans):
+                    continue
+                key = match.group(1).lower().replace(" ", "_")
+                spans.append((start, end))
+                if key in INDEX_KEYS:
+                    if INDEX_KEYS[key] == "epoch":
+                        epoch = float(match.group(2))
+                    else:
+                        step = float(match.group(2))
+                    continue
+                values[key] = float(match.group(2))
+        core = sum(1 for k in values if _is_core(k))
+        if not core or core < len(values) - core:
+            return  # mostly other numbers: a config or a summary line that mentions lr, not a step
+        spans.sort()
+        leftover, cursor = [], 0
+        for start, end in spans:
+            leftover.append(text[cursor:start])
+            cursor = max(cursor, end)
+        leftover.append(text[cursor:])
+        words = [w.lower() for w in WORD_RE.findall(" ".join(leftover))]
+        if sum(1 for w in words if w not in FREE_WORDS) > MAX_PROSE_WORDS or CONFIG_WORDS.intersection(words):
+            return
+        if words and words[0] in EVAL_WORDS:
+            values = {k if is_eval_key(k) else f"eval_{k}": v for k, v in values.items()}
+        if epoch is None and self._pending_epoch is not None:
+            epoch = self._pending_epoch
+        self._pending_epoch = None
+        fmt = LINE if step is not None else LINE_UNNUMBERED
+        self._add_row(fmt, values, line, step=step, epoch=epoch)
+
+    def _add_row(self, fmt: str, values: dict[str, float], line: LogLine, step: float | None = None,
+                 epoch: float | None = None, bar_step: int | None = None) -> None:
+        for key in [k for k in values if k in INDEX_KEYS or k in IGNORED_KEYS]:
+            value = values.pop(key)
+            if key in IGNORED_KEYS:
+                continue
+            if INDEX_KEYS[key] == "epoch":
+                epoch = value
+            elif step is None and math.isfinite(value):
+                step = value
+        train_values = {k: v for k, v in values.items() if not is_eval_key(k)}
+        eval_values = {k: v for k, v in values.items() if is_eval_key(k)}
+        if not train_values and not eval_values:
+            return
+        train = self._open.get((fmt, TRAIN))
+        if train_values:
+            kind = STEP_EXPLICIT if step is not None else STEP_BAR if bar_step is not None else STEP_ORDER
+            row_step = step if step is not None else bar_step if bar_step is not None else \
+                (train.last_step + 1 if train is not None else 1)
+            if train is not None and _goes_back(train, row_step, epoch):
+                self._open.pop((fmt, EVAL), None)
+                train = None
+            if train is None:
+                train = self._start(fmt, TRAIN, kind)
+            train.add(train_values, row_step, epoch, line.number, line.text)
+        if eval_values:
+            evals = self._open.get((fmt, EVAL))
+            if step is not None:
+                row_step = step
+            elif train is not None and train.last_step is not None:
+                row_step = train.last_step
+            else:
+                row_step = evals.last_step + 1 if evals is not None else 1
+            if evals is not None and train is None and _goes_back(evals, row_step, epoch):
+                evals = None
+            if evals is None:
+                evals = self._start(fmt, EVAL, STEP_EXPLICIT if step is not None else STEP_ORDER)
+            evals.add(eval_values, row_step, epoch, line.number, line.text)
+        self._findings = None
+
+    def _start(self, fmt: str, split: str, step_kind: str) -> Series:
+        run = self._runs[(fmt, split)] = self._runs.get((fmt, split), 0) + 1
+        series = Series(self, fmt, split, run, step_kind)
+        self._open[(fmt, split)] = series
+        self.series.append(series)
+        return series
+
+    def _mark_completed(self) -> None:
+        for series in self._open.values():
+            series.completed = True
+
+    def thin(self) -> None:
+        """Halve the rows kept: every series keeps only the rows on the doubled stride."""
+        self.stride *= 2
+        self.kept_total = 0
+        for series in self.series:
+            series.thin(self.stride)
+            self.kept_total += len(series.kept)
+
+    # -- results ------------------------------------------------------------------------------
+    def findings(self, source: str = "") -> list[Evidence]:
+        """Run every detector over every series; one piece of evidence per finding."""
+        return [finding.evidence(source) for finding in self._all_findings()]
+
+    def _all_findings(self) -> list[det.Finding]:
+        if self._findings is None:
+            self._findings = [f for series in self.series for f in det.detect(series, self)]
+        return self._findings
+
+    def summary_for(self, line_number: int, detector: str | None = None) -> MetricSummary | None:
+        """The metrics section of the incident reported at `line_number`: the series a detector
+        fired on, or (for an error that is not a detector's) the train series around that line."""
+        for finding in self._all_findings():
+            if finding.row[R_LINE] == line_number and (detector is None or finding.detector == detector):
+                return summarize(finding.series, finding.failure_row, finding.metric, finding.label,
+                                 finding.label_zh)
+        trains = [s for s in self.series if s.split == TRAIN and s.first_row[R_LINE] <= line_number]
+        if not trains:
+            trains = [s for s in self.series if s.split == TRAIN]
+        if not trains:
+            return None
+        series = trains[-1]
+        failing = det.first_nonfinite(series)
+        if failing is None:
+            return summarize(series, None, None, "", "")
+        track = series.tracks[failing]
+        word = det.nonfinite_word(track.first_bad_value)
+        return summarize(series, track.first_bad_row, failing, f"{failing} became {word}", f"{failing} 变为 {word}")
+
+    def summaries(self) -> list[MetricSummary]:
+        return [summarize(series, None, None, "", "") for series in self.series]
+
+    def records(self) -> Iterator[dict]:
+        """The kept rows of every series, as flat records (format, run, split, step, epoch, line, metrics)."""
+        for series in self.series:
+            for row in series.rows():
+                record = {"format": series.format, "run": series.run, "split": series.split,
+                          "step": row[R_STEP], "epoch": row[R_EPOCH], "line": row[R_LINE]}
+                record.update(row[R_VALUES])
+                yield record
+
+    def to_frame(self):
+        """The extracted series as a pandas DataFrame, one row per kept logged step."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(list(self.records()))
 
 
-def find_non_finite(rows: list[MetricRow], source: str) -> list[Evidence]:
-    """The first row at which each watched metric stops being finite."""
-    found = []
-    for name in NON_FINITE_WATCHED:
-        last_finite: MetricRow | None = None
-        for index, row in enumerate(rows):
-            value = row.values.get(name)
-            if value is None:
-                continue
-            if math.isfinite(value):
-                last_finite = row
-                continue
-            later = [r.values[name] for r in rows[index + 1:] if name in r.values]
-            recovered = any(math.isfinite(v) for v in later)
-            found.append(Evidence(
-                kind="metric", text="non-finite", line_number=row.line_number, source=source,
-                summary=f"{name} = {value} at logged step {row.step}",
-                values={
-                    "metric": name, "value": str(value), "step": str(row.step),
-                    "last_finite": f"{last_finite.values[name]:.4g}" if last_finite else "?",
-                    "last_finite_step": str(last_finite.step) if last_finite else "?",
-                    "recovered": "yes" if recovered else "no",
-                },
-            ))
-            break
-    return found
+def _is_core(key: str) -> bool:
+    last = key.rsplit("/", 1)[-1]
+    return "loss" in key or last in CORE_WORDS or last.rsplit("_", 1)[-1] in CORE_WORDS
+
+
+def _goes_back(series: Series, step: float, epoch: float | None) -> bool:
+    if series.last_step is not None and step < series.last_step:
+        return True
+    return epoch is not None and series.last_epoch is not None and epoch < series.last_epoch - EPOCH_TOLERANCE
+
+
+# -- summaries for the draft ----------------------------------------------------------------------
+def summarize(series: Series, failure_row: tuple | None, failure_metric: str | None,
+              label: str, label_zh: str) -> MetricSummary:
+    names = []
+    for role in ("loss", "eval_loss", "reward", "grad", "lr"):
+        key = series.primary(role)
+        if key is not None:
+            names.append(key)
+    if failure_metric and failure_metric not in names:
+        names.insert(1, failure_metric)
+    names = names[:SUMMARY_METRICS]
+    rows = series.rows()
+    stats = []
+    for name in names:
+        track = series.tracks[name]
+        at_failure = failure_row[R_VALUES].get(name) if failure_row is not None else None
+        stats.append(MetricStat(
+            name=name, first=_table_value(track.first), min=_table_value(track.min if track.finite else None),
+            max=_table_value(track.max if track.finite else None), last=_table_value(track.last_any),
+            at_failure=_table_value(at_failure) if failure_row is not None else "",
+        ))
+    failure_step = failure_row[R_STEP] if failure_row is not None else None
+    spark_names = [n for n in names if role_of(n) in ("loss", "eval_loss", "reward")
+                   or (series.split == EVAL and "loss" in n)] or names[:1]
+    if failure_metric and failure_metric not in spark_names:
+        spark_names.append(failure_metric)
+    sparklines = tuple(sparkline(name, [(r[R_STEP], r[R_VALUES][name]) for r in rows if name in r[R_VALUES]],
+                                 failure_step) for name in spark_names)
+    points = tuple(_plot_points(name, rows) for name in names)
+    first, last = series.first_row[R_STEP], series.last_row[R_STEP]
+    return MetricSummary(
+        series=series.label, format=series.format, step_kind=series.step_kind,
+        steps=f"{det.format_step(first)}–{det.format_step(last)}", rows=series.count,
+        lines=f"{series.first_row[R_LINE]}–{series.last_row[R_LINE]}",
+        failure_step=det.format_step(failure_step) if failure_step is not None else "",
+        failure=label, failure_zh=label_zh or label, stats=tuple(stats), sparklines=sparklines,
+        points=points,
+    )
+
+
+def _table_value(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if not math.isfinite(value):
+        return det.format_value(value)
+    return f"{value:.4g}"
+
+
+def _plot_points(name: str, rows: list[tuple]) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
+    pairs = [(r[R_STEP], r[R_VALUES][name]) for r in rows if name in r[R_VALUES]]
+    if len(pairs) > PLOT_POINTS:
+        every = math.ceil(len(pairs) / PLOT_POINTS)
+        pairs = [p for i, p in enumerate(pairs) if i % every == 0 or not math.isfinite(p[1])]
+    return name, tuple(float(s) for s, _ in pairs), tuple(v for _, v in pairs)
+
+
+def sparkline(name: str, points: list[tuple[float, float]], mark_step: float | None,
+              width: int = SPARK_WIDTH) -> Sparkline:
+    """A Unicode sparkline of a curve: one character per bin of steps (its mean), `×` for a bin
+    holding a non-finite value, a log scale when the curve spans more than LOG_SCALE_RATIO; and a
+    marker line with `^` under the bin of `mark_step`."""
+    if not points:
+        return Sparkline(name, "", "", False)
+    width = max(1, min(width, len(points)))
+    low_step, high_step = points[0][0], points[-1][0]
+    span = (high_step - low_step) or 1.0
+    bins: list[list[float]] = [[] for _ in range(width)]
+
+    def bin_of(step: float) -> int:
+        return min(width - 1, max(0, int((step - low_step) / span * width)))
+
+    for step, value in points:
+        bins[bin_of(step)].append(value)
+    means: list[float | None] = []
+    for values in bins:
+        if not values:
+            means.append(None)
+        elif any(not math.isfinite(v) for v in values):
+            means.append(math.nan)
+        else:
+            means.append(sum(values) / len(values))
+    finite = [m for m in means if m is not None and math.isfinite(m)]
+    log = bool(finite) and min(finite) > 0 and max(finite) / min(finite) > LOG_SCALE_RATIO
+    scaled = [math.log10(m) if log and m is not None and math.isfinite(m) else m for m in means]
+    finite_scaled = [m for m in scaled if m is not None and math.isfinite(m)]
+    low = min(finite_scaled, default=0.0)
+    high = max(finite_scaled, default=0.0)
+    chars = []
+    previous = " "
+    for m in scaled:
+        if m is None:
+            chars.append(previous)  # an empty bin (steps not logged there): continue the curve
+            continue
+        if not math.isfinite(m):
+            previous = SPARK_NONFINITE
+        elif high == low:
+            previous = SPARK_CHARS[len(SPARK_CHARS) // 2]
+        else:
+            previous = SPARK_CHARS[round((m - low) / (high - low) * (len(SPARK_CHARS) - 1))]
+        chars.append(previous)
+    marker = ""
+    if mark_step is not None and low_step <= mark_step <= high_step:
+        marker = " " * bin_of(mark_step) + "^"
+    return Sparkline(name, "".join(chars), marker, log)
