@@ -13,9 +13,11 @@ import click
 
 from . import __version__
 from .examples import check_signature
+from .formats import INPUT_FORMATS
 from .knowledge import KnowledgeBase, SignatureError, load_knowledge_base, load_signature, signature_files
 from .reader import InputError
 from .render import render_json, render_markdown, template_environment
+from .sandbox import TemplateError, render_user_template
 from .scan import scan
 from .texts import LANGUAGES, default_lang, ui_strings
 
@@ -62,6 +64,14 @@ def cli() -> None:
 
 @cli.command("scan")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
+              help="What the input is. auto: from its first bytes; text: a log; ipynb: a Jupyter notebook "
+                   "(its cells' outputs; incidents cite `nb.ipynb, cell 3`); kaggle: a Kaggle kernel log "
+                   "(the JSON records; incidents cite the time, `kernel.log, 12.3 s`).")
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Render the report with your own jinja2 template FILE instead of --format. It runs in "
+                   "jinja2's sandbox and sees what the built-in report.md.j2 sees (s, sources, entries), "
+                   "plus `incidents` (the JSON report's dicts); it may include the built-in incident.md.j2.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
               help="md: the journal draft; json: the stable machine-readable report.")
 @lang_option
@@ -71,7 +81,8 @@ def cli() -> None:
 @click.option("--exit-code", is_flag=True, help="Exit with status 1 when an incident is found (like git diff).")
 @patterns_option
 @click.option("--no-redact", is_flag=True, help="Keep tokens, keys and home-directory user names in the output.")
-def scan_command(paths, fmt, lang, output, force, exit_code, patterns_dirs, no_redact) -> None:
+def scan_command(paths, input_format, template_path,
+                 fmt, lang, output, force, exit_code, patterns_dirs, no_redact) -> None:
     """Scan logs and print the draft postmortem.
 
     PATHS are log files (plain or .gz); "-" or no path reads stdin.
@@ -87,12 +98,18 @@ def scan_command(paths, fmt, lang, output, force, exit_code, patterns_dirs, no_r
     try:
         with _progress(sources) as on_bytes:
             report = scan(sources, kb=kb, lang=lang or default_lang(), redact=not no_redact,
-                          on_bytes=on_bytes, problems=problems)
+                          on_bytes=on_bytes, problems=problems, input_format=input_format)
     except InputError as exc:
         raise BadInput(str(exc)) from None
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
-    text = render_json(report) if fmt == "json" else render_markdown(report)
+    if template_path is not None:
+        try:
+            text = render_user_template(report, template_path)
+        except TemplateError as exc:
+            raise BadInput(str(exc)) from None
+    else:
+        text = render_json(report) if fmt == "json" else render_markdown(report)
     if output is None:
         click.echo(text, nl=False)
     else:

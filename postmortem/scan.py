@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .evidence import evidence_from_line, evidence_from_trace
+from .formats import PlaceMap, cite_places, open_document
 from .grouping import group_incidents
 from .knowledge import KnowledgeBase, load_knowledge_base
 from .matcher import Matcher
@@ -24,9 +25,9 @@ from .detectors import resolve_thresholds
 from .metrics import MetricCollector
 from .model import Evidence, Incident, LogLine, Match, Report, Trace
 from .prefilter import ERROR, METRIC, Prefilter, needles_for
-from .reader import InputError, LineDecoder, clean_line, display_name, open_source, read_chunks, split_physical_line
+from .reader import CHUNK_BYTES, InputError, LineDecoder, clean_line, display_name, open_source, read_chunks, split_physical_line
 from .reader import read_log
-from .redact import redact_incident
+from .redact import redact_report
 from .texts import DEFAULT_LANG
 from .tracebacks import TracebackSplitter
 
@@ -43,6 +44,7 @@ class SourceResult:
     matches: list[Match] = field(default_factory=list)
     unmatched: list[Evidence] = field(default_factory=list)
     metrics: MetricCollector = field(default_factory=MetricCollector)
+    places: PlaceMap | None = None  # a notebook's cells, a Kaggle log's times (formats.py)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Scanner:
     kb: KnowledgeBase
     engine: str = "auto"  # prefilter engine: auto | hyperscan | re
     every_line: bool = False
+    chunk_bytes: int = CHUNK_BYTES  # the tests vary it: incidents must not depend on it
 
     def __post_init__(self) -> None:
         self.matcher = Matcher(self.kb)
@@ -65,7 +68,7 @@ class Scanner:
     def scan_stream(self, stream: BinaryIO, source: str,
                     on_bytes: Callable[[int], None] | None = None) -> SourceResult:
         state = _SourceScan(self, source)
-        for chunk in read_chunks(stream):
+        for chunk in read_chunks(stream, self.chunk_bytes):
             state.scan_chunk(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
@@ -83,8 +86,12 @@ def scan(
     on_bytes: Callable[[int], None] | None = None,
     problems: list[str] | None = None,
     scanner: Scanner | None = None,
+    input_format: str = "auto",
 ) -> Report:
-    """Scan logs (paths, or "-" for stdin) and return the report, root causes first."""
+    """Scan logs (paths, or "-" for stdin) and return the report, root causes first.
+
+    `input_format`: auto (from the first bytes), text, ipynb or kaggle (formats.py).
+    """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     scanner = scanner or Scanner(kb or load_knowledge_base(patterns_dirs))
@@ -93,7 +100,9 @@ def scan(
         name = display_name(source)
         stream = open_source(source)
         try:
-            results.append(scanner.scan_stream(stream, name, on_bytes))
+            document = open_document(stream, name, input_format)
+            results.append(scanner.scan_stream(document.stream, name, on_bytes))
+            results[-1].places = document.places
         except (OSError, EOFError) as exc:
             raise InputError(f"{name}: read failed ({exc})") from None
         finally:
@@ -111,10 +120,12 @@ def scan_text(text: str, **options) -> Report:
 
 def scan_bytes(data: bytes, *, kb: KnowledgeBase | None = None, lang: str = DEFAULT_LANG,
                source: str = "<text>", redact: bool = True, scanner: Scanner | None = None,
-               keep_hints: bool = False) -> Report:
+               keep_hints: bool = False, input_format: str = "text") -> Report:
     """Scan a log held in memory, as raw bytes. `keep_hints`: report hints even alone."""
     scanner = scanner or Scanner(kb or load_knowledge_base())
-    result = scanner.scan_stream(io.BytesIO(data), source)
+    document = open_document(io.BytesIO(data), source, input_format)
+    result = scanner.scan_stream(document.stream, source)
+    result.places = document.places
     return build_report([result], scanner.kb, lang, redact, keep_hints)
 
 
@@ -239,9 +250,9 @@ def build_report(results: list[SourceResult], kb: KnowledgeBase, lang: str, reda
         kb, lang, order, keep_hints,
     )
     incidents = attach_metric_summaries(incidents, {r.source: r.metrics for r in results}, kb)
-    if redact:
-        incidents = [redact_incident(i) for i in incidents]
-    return Report(tuple(r.source for r in results), tuple(incidents), lang)
+    incidents = cite_places(incidents, {r.source: r.places for r in results})
+    report = Report(tuple(r.source for r in results), tuple(incidents), lang)
+    return redact_report(report) if redact else report
 
 
 def attach_metric_summaries(incidents: Iterable[Incident], collectors: dict[str, MetricCollector],
