@@ -390,10 +390,14 @@ def run_command(
             # Through a pipe Python would buffer its output in blocks: keep it live.
             child_env.setdefault("PYTHONUNBUFFERED", "1")
         t0 = time.monotonic()
-        proc, reader_fd = _start(command, use_pty, child_env, output)
-        if on_start is not None:
-            on_start(proc.pid)
-        interrupted, status, usage, newlines, ends_with_newline = _pump(proc, reader_fd, output, log)
+        # Forwarding starts before the child does: a Ctrl-C while it starts must not kill only us.
+        with _SignalForwarder() as forwarder:
+            proc, reader_fd = _start(command, use_pty, child_env, output)
+            forwarder.attach(proc.pid)
+            if on_start is not None:
+                on_start(proc.pid)
+            status, usage, newlines, ends_with_newline = _pump(proc, reader_fd, output, log)
+        interrupted = forwarder.forwarded
         duration = time.monotonic() - t0
         exit_status = os.waitstatus_to_exitcode(status)
         sig = -exit_status if exit_status < 0 else None
@@ -468,30 +472,55 @@ def _copy_window_size(output: BinaryIO, slave: int) -> None:
         pass
 
 
-def _pump(proc: subprocess.Popen, fd: int, output: BinaryIO, log: BinaryIO):
-    """Copy the child's output until it has exited and gone quiet; pass signals on to it."""
-    interrupted = False
+class _SignalForwarder:
+    """Pass Ctrl-C (and TERM, HUP, QUIT) on to the child's process group instead of dying of it."""
 
-    def forward(signum, _frame):
-        nonlocal interrupted
-        interrupted = True
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.pending: list[int] = []
+        self.forwarded = False
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _SignalForwarder:
+        for name in FORWARDED_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                break
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.pending:
+            self._send(signum)
+        self.pending.clear()
+
+    def _handle(self, signum, _frame) -> None:
+        self.forwarded = True
+        if self.pid is None:
+            self.pending.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum: int) -> None:
         try:
-            os.killpg(proc.pid, signum)
+            os.killpg(self.pid, signum)
         except OSError:
             try:
-                os.kill(proc.pid, signum)
+                os.kill(self.pid, signum)
             except OSError:
                 pass
 
-    previous = {}
-    for name in FORWARDED_SIGNALS:
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        try:
-            previous[signum] = signal.signal(signum, forward)
-        except ValueError:  # not the main thread: signals stay as they are
-            break
+
+def _pump(proc: subprocess.Popen, fd: int, output: BinaryIO, log: BinaryIO):
+    """Copy the child's output until it has exited and gone quiet."""
     status = usage = None
     output_ok = True
     quiet_since = None
@@ -515,6 +544,7 @@ def _pump(proc: subprocess.Popen, fd: int, output: BinaryIO, log: BinaryIO):
                         proc.returncode = os.waitstatus_to_exitcode(status)
                     break
                 log.write(chunk)
+                log.flush()  # the log is live: `tail -f` on it shows what the terminal shows
                 newlines += chunk.count(b"\n")
                 last_byte = chunk[-1:]
                 if output_ok:
@@ -529,13 +559,11 @@ def _pump(proc: subprocess.Popen, fd: int, output: BinaryIO, log: BinaryIO):
                 if time.monotonic() - quiet_since >= DRAIN_SECONDS:
                     break
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         try:
             os.close(fd) if proc.stdout is None else proc.stdout.close()
         except OSError:
             pass
-    return interrupted, status, usage, newlines, last_byte == b"\n"
+    return status, usage, newlines, last_byte == b"\n"
 
 
 # -- the draft ----------------------------------------------------------------------------------

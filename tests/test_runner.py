@@ -113,7 +113,8 @@ def test_ctrl_c_is_passed_to_the_child_and_its_ending_is_recorded(tmp_path):
     def press_ctrl_c():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if log.exists() and "ready" in log.read_text():
+            # The header line quotes the script, so wait for the child's own line.
+            if log.exists() and "\nready\n" in log.read_text():
                 os.kill(os.getpid(), signal.SIGINT)  # as the terminal would, to our process group
                 return
             time.sleep(0.05)
@@ -234,3 +235,14 @@ def test_a_real_oom_kill_in_a_memory_cgroup_is_recorded_with_its_evidence(tmp_pa
     assert "killed by signal 9: SIGKILL" in summary and "of 200.0 MiB cgroup" in summary
     assert "oom_kill 0 -> 1" in summary
     assert "OOM-kill counter went from 0 to 1" in completed.stderr
+
+
+def test_a_ctrl_c_while_the_child_starts_is_delivered_to_it_not_lost_or_fatal_to_us():
+    import subprocess
+
+    with runner._SignalForwarder() as forwarder:
+        os.kill(os.getpid(), signal.SIGINT)  # pressed before there is a child
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+        forwarder.attach(child.pid)
+        assert child.wait(timeout=20) == -signal.SIGINT
+    assert forwarder.forwarded
