@@ -1,9 +1,12 @@
 """The command line: thin commands over the library. Only this module touches the terminal."""
 from __future__ import annotations
 
+import csv
 import difflib
 import enum
+import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -81,8 +84,11 @@ def cli() -> None:
 @click.option("--exit-code", is_flag=True, help="Exit with status 1 when an incident is found (like git diff).")
 @patterns_option
 @click.option("--no-redact", is_flag=True, help="Keep tokens, keys and home-directory user names in the output.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also draw the metric curves of each training-dynamics incident as PNGs in DIR, linked "
+                   "from the draft (needs matplotlib: pip install 'postmortem[plot]').")
 def scan_command(paths, input_format, template_path,
-                 fmt, lang, output, force, exit_code, patterns_dirs, no_redact) -> None:
+                 fmt, lang, output, force, exit_code, patterns_dirs, no_redact, plot_dir) -> None:
     """Scan logs and print the draft postmortem.
 
     PATHS are log files (plain or .gz); "-" or no path reads stdin.
@@ -93,6 +99,8 @@ def scan_command(paths, input_format, template_path,
         raise BadInput("no log given: pass a path, or pipe a log in (python train.py 2>&1 | postmortem scan)")
     if output is not None:
         _check_output_path(output, sources, force)
+    if plot_dir is not None:
+        _check_plotting(fmt)
     kb = _load_kb(patterns_dirs)
     problems: list[str] = []
     try:
@@ -103,6 +111,7 @@ def scan_command(paths, input_format, template_path,
         raise BadInput(str(exc)) from None
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
+    report = _with_plots(report, plot_dir, output)
     if template_path is not None:
         try:
             text = render_user_template(report, template_path)
@@ -372,6 +381,74 @@ def learn_command(journal, into) -> None:
         click.echo(f"skipped  {entry.date or '-'} {entry.number}. {entry.title}: {why}", err=True)
     click.echo(f"{len(result.learned)} learned, {len(result.updated)} updated, {len(result.unchanged)} unchanged, "
                f"{len(result.removed)} removed, {len(result.skipped)} skipped; signatures in {result.directory}")
+
+
+@cli.command("metrics")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), default="csv", show_default=True,
+              help="csv/json: every extracted row (non-finite values as nan, inf, -inf); md: per series, "
+                   "a table and sparklines.")
+@patterns_option
+def metrics_command(path, fmt, patterns_dirs) -> None:
+    """Export the metric series postmortem reads from a log (PATH, or "-" for stdin).
+
+    One row per logged step: format (dict, bar, line, line-unnumbered), run (a restart starts a
+    new one), split (train/eval), step, epoch, the log's line number, then one column per metric.
+    On very long logs the rows are a bounded sample that keeps every NaN/Inf run's boundaries and
+    each metric's extremes (see postmortem/metrics.py).
+    """
+    from .render import JSON_VERSION
+    from .scan import extract_metrics
+
+    try:
+        collector = extract_metrics(path, _load_kb(patterns_dirs))
+    except InputError as exc:
+        raise BadInput(str(exc)) from None
+    if not collector.has_rows:
+        click.echo(f"{path}: no metric lines found", err=True)
+        return
+    if fmt == "md":
+        text = template_environment().get_template("metrics-export.md.j2").render(
+            s=ui_strings(default_lang()), source=path, summaries=collector.summaries())
+        click.echo(text.rstrip("\n"))
+        return
+    records = list(collector.records())
+    if fmt == "csv":
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _json_number(v) for k, v in record.items()} for record in records)
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    rows = [{k: _json_number(v) for k, v in record.items()} for record in records]
+    click.echo(json.dumps({"version": JSON_VERSION, "source": path, "rows": rows}, ensure_ascii=False, indent=1))
+
+
+def _json_number(value):
+    """JSON has no NaN or Infinity: non-finite floats are written as the strings Python prints."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _check_plotting(fmt: str) -> None:
+    from .plot import PlotUnavailable, check_plotting
+
+    if fmt == "jsonl":
+        raise BadInput("--plot works with --format md or json")
+    try:
+        check_plotting()
+    except PlotUnavailable as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _with_plots(report, plot_dir: Path | None, output: Path | None):
+    if plot_dir is None:
+        return report
+    from .plot import plot_report
+
+    return plot_report(report, plot_dir, link_from=output.parent if output is not None else Path("."))
 
 
 def _kb_with(extra) -> KnowledgeBase:

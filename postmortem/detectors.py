@@ -304,12 +304,14 @@ class Finding:
 def detect(series, collector) -> list[Finding]:
     """Every detector over one series."""
     limits = collector.thresholds
-    found = [_non_finite(series), _divergence(series, limits["divergence"])]
+    divergence = _divergence(series, limits["divergence"])
+    found = [_non_finite(series), divergence]
     if series.split == TRAIN:
         found += [
             _zero_reward(series, limits["zero-reward"]),
             _flat_loss(series, limits["flat-loss"], collector.zero_trainable),
-            _grad_spike(series, limits["grad-spike"]),
+            # gradients spiking while the loss diverges are part of the divergence: one incident
+            None if divergence is not None else _grad_spike(series, limits["grad-spike"]),
             _lr_anomaly(series, limits["lr-anomaly"]),
         ]
     return [f for f in found if f is not None]

@@ -345,7 +345,8 @@ class MetricCollector:
         if not values:
             return True
         epoch_match = BAR_EPOCH_RE.search(desc or "")
-        epoch = float(epoch_match.group(1)) if epoch_match else None
+        epoch = float(epoch_match.group(1)) if epoch_match else self._pending_epoch
+        self._pending_epoch = None
         train = self._open.get((BAR, TRAIN))
         if train is not None and train.last_row is not None and train.last_epoch == epoch and \
                 train.last_row[R_VALUES] == {k: v for k, v in values.items() if not is_eval_key(k)}:
@@ -410,6 +411,8 @@ class MetricCollector:
                 epoch = value
             elif step is None and math.isfinite(value):
                 step = value
+        if step is not None and float(step).is_integer():
+            step = int(step)
         train_values = {k: v for k, v in values.items() if not is_eval_key(k)}
         eval_values = {k: v for k, v in values.items() if is_eval_key(k)}
         if not train_values and not eval_values:
