@@ -209,12 +209,15 @@ class _SourceScan:
 
     def _feed(self, line: LogLine, claim: bool) -> None:
         for item in self.splitter.feed(line):
-            if isinstance(item, Trace):
-                self._claim_trace(item)
-                continue
-            self.result.metrics.feed(item)
-            if claim and item.text:
-                self._claim(evidence_from_line(item), report_unmatched=False)
+            self._take(item, claim)
+
+    def _take(self, item: LogLine | Trace, claim: bool) -> None:
+        if isinstance(item, Trace):
+            self._claim_trace(item)
+            return
+        self.result.metrics.feed(item)
+        if claim and item.text:
+            self._claim(evidence_from_line(item), report_unmatched=False)
 
     def _claim_trace(self, trace: Trace) -> None:
         self.chain_id += 1
@@ -229,8 +232,8 @@ class _SourceScan:
             self.result.unmatched.append(evidence)
 
     def finish(self) -> None:
-        for trace in self.splitter.finish():
-            self._claim_trace(trace)
+        for item in self.splitter.finish():
+            self._take(item, claim=True)
         for evidence in self.result.metrics.findings(self.source):
             self._claim(evidence, report_unmatched=False)
 

@@ -21,8 +21,7 @@ def _strings() -> Mapping[str, Mapping[str, str]]:
 
 
 def ui_text(lang: str, key: str) -> str:
-    table = _strings()
-    return table.get(lang, table[DEFAULT_LANG]).get(key) or table[DEFAULT_LANG][key]
+    return ui_strings(lang)[key]
 
 
 def ui_strings(lang: str) -> Mapping[str, str]:

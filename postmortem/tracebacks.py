@@ -11,6 +11,7 @@ line 5`, `----> 5`), and tracebacks cut off by the end of the log.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ IPYTHON_FRAME_RE = regex.compile(
 IPYTHON_CODE_RE = regex.compile(r"^\s*(?P<arrow>-+>\s*)?(?P<num>\d+)\s(?P<code>.*)$")
 CARET_RE = regex.compile(r"^\s*[\^~]+[\^~\s]*$")
 REPEAT_RE = regex.compile(r"^\s*(?:\[Previous line repeated \d+ more times?\]|\.\.\.)\s*$")
+PLAIN_HEADER = "Traceback (most recent call last):"
 CAUSE_MARKER = "The above exception was the direct cause of the following exception:"
 CONTEXT_MARKER = "During handling of the above exception, another exception occurred:"
 # Exception groups draw a border: "  | " before each line, "  +-+---- 1 ----" between members.
@@ -51,7 +53,8 @@ LIBRARY_PATH_RE = regex.compile(
     r"|^<(?!ipython-input|stdin|string|In \[))"
 )
 MAX_MESSAGE_LINES = 60
-MAX_NOISE_LINES = 40  # lines that fit nothing before a traceback is given up as cut off
+MAX_NOISE_LINES = 40
+MAX_HELD_LINES = 12  # message lines after a blank line, held until a chain marker claims them  # lines that fit nothing before a traceback is given up as cut off
 
 
 def is_in_app(filename: str) -> bool:
@@ -83,8 +86,8 @@ class TracebackSplitter:
             parser = self._parsers[line.stream] = _StreamParser(line.stream)
         return parser.feed(line)
 
-    def finish(self) -> Iterator[Trace]:
-        for parser in self._parsers.values():
+    def finish(self) -> Iterator[LogLine | Trace]:
+        for parser in list(self._parsers.values()):
             yield from parser.finish()
 
 
@@ -114,6 +117,7 @@ class _StreamParser:
         self.next_is_cause = False
         self.marker_seen = False
         self.in_group = False
+        self.tail: list[LogLine] = []  # lines after a blank that may still belong to the message
 
     # -- driving ------------------------------------------------------------------------------
     def feed(self, line: LogLine) -> Iterator[LogLine | Trace]:
@@ -145,9 +149,10 @@ class _StreamParser:
             self.state = "chain"
         if self.state == "chain":
             stripped = text.strip()
-            if not stripped or GROUP_BORDER_RE.match(text):
+            if GROUP_BORDER_RE.match(text) or (not stripped and not self.tail):
                 return
             if stripped in (CAUSE_MARKER, CONTEXT_MARKER):
+                self._absorb_tail()
                 self.next_is_cause = stripped == CAUSE_MARKER
                 self.marker_seen = True
                 return
@@ -160,22 +165,53 @@ class _StreamParser:
                 self._begin_stack(line)
                 self._set_exception(exception, line)
                 return
-            yield self._emit()
-            yield from self.feed(line)
+            if self._may_continue_message(line):
+                # Some messages hold a blank line (huggingface_hub's HTTP errors); what follows
+                # it is the message's only if a chain marker comes next. Hold it until we know.
+                self.tail.append(line)
+                return
+            yield from self._emit_and_replay(line)
             return
         # state == "frames"
         yield from self._feed_frames(line, text)
 
-    def finish(self) -> Iterator[Trace]:
+    def finish(self) -> Iterator[LogLine | Trace]:
         if self.state == "idle":
             return
         truncated = self.state == "frames" or (self.state == "chain" and self.marker_seen)
         if self.current is not None and (self.current.frames or self.current.exc_type):
             self._close_stack()
+        tail = self.tail
         if self.stacks:
             yield self._emit(truncated=truncated)
         else:
             self._reset()
+        for line in tail:
+            yield from self.feed(line)
+        yield from self.finish()
+
+    def _may_continue_message(self, line: LogLine) -> bool:
+        return (
+            bool(self.stacks) and not self.in_group and not self.marker_seen and not line.header
+            and len(self.tail) < MAX_HELD_LINES and not HEADER_RE.match(line.text)
+            and PROGRESS_BAR_RE.match(line.text) is None
+        )
+
+    def _absorb_tail(self) -> None:
+        if not self.tail or not self.stacks:
+            self.tail = []
+            return
+        last = self.stacks[-1]
+        extra = "\n".join(line.text for line in self.tail).rstrip("\n")
+        self.stacks[-1] = dataclasses.replace(last, message=f"{last.message}\n\n{extra}".strip("\n"))
+        self.tail = []
+
+    def _emit_and_replay(self, line: LogLine) -> Iterator[LogLine | Trace]:
+        """End the traceback before `line`; the held lines were ordinary output after all."""
+        held = self.tail
+        yield self._emit()
+        for old in [*held, line]:
+            yield from self.feed(old)
 
     # -- states -------------------------------------------------------------------------------
     def _start(self, line: LogLine) -> bool:
@@ -183,7 +219,9 @@ class _StreamParser:
         if "Traceback" not in text:
             return False
         stripped = GROUP_PREFIX_RE.sub("", text, count=1)
-        if not HEADER_RE.match(stripped):
+        if not HEADER_RE.match(stripped) and not stripped.rstrip().endswith(PLAIN_HEADER):
+            # A header after other output on the same line (an input() prompt, a print without
+            # newline) still starts a traceback.
             return False
         self.state = "frames"
         self.start_line = line.number

@@ -148,3 +148,51 @@ wandb: Syncing run dazzling-sun-3
 FileNotFoundError: [Errno 2] No such file or directory: 'data/test/event_17.csv'
 ''')
     assert trace.stacks[0].exc_type == "FileNotFoundError"
+
+
+def test_a_blank_line_inside_a_chained_message_does_not_split_the_chain():
+    [trace] = traces_of('''Traceback (most recent call last):
+  File "/opt/conda/lib/python3.11/site-packages/huggingface_hub/utils/_http.py", line 406, in hf_raise_for_status
+    response.raise_for_status()
+requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: https://huggingface.co/meta-llama/Llama-3.2-1B/resolve/main/config.json
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/opt/conda/lib/python3.11/site-packages/transformers/utils/hub.py", line 403, in cached_file
+    resolved_file = hf_hub_download(
+huggingface_hub.errors.GatedRepoError: 401 Client Error. (Request ID: Root=1-67a1)
+
+Cannot access gated repo for url https://huggingface.co/meta-llama/Llama-3.2-1B/resolve/main/config.json.
+Access to model meta-llama/Llama-3.2-1B is restricted. You must have access to it and be authenticated to access it. Please log in.
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/workspace/tiny_lora.py", line 24, in <module>
+    model = AutoModelForCausalLM.from_pretrained("meta-llama/Llama-3.2-1B")
+OSError: You are trying to access a gated repo.
+''')
+    assert [s.exc_type for s in trace.stacks] == [
+        "requests.exceptions.HTTPError", "huggingface_hub.errors.GatedRepoError", "OSError"]
+    assert "Cannot access gated repo" in trace.stacks[1].message
+
+
+def test_lines_after_a_final_traceback_stay_ordinary_lines():
+    items = list(split_tracebacks(iter_lines(io.BytesIO(b'''Traceback (most recent call last):
+  File "/w/a.py", line 1, in <module>
+ValueError: bad
+
+Killed
+''' ), "t.log")))
+    assert [type(i).__name__ for i in items] == ["Trace", "LogLine"]
+    assert items[1].text == "Killed"
+
+
+def test_a_header_after_a_prompt_on_the_same_line_starts_a_traceback():
+    [trace] = traces_of('''Do you wish to run the custom code? [y/N] Traceback (most recent call last):
+  File "/w/a.py", line 3, in <module>
+    load()
+ValueError: The repository for x/y contains custom code which must be executed to correctly load the model.
+''')
+    assert trace.stacks[0].in_app_frame.lineno == 3
