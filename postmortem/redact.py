@@ -42,6 +42,10 @@ class Rule:
     needle: tuple[str, ...] = ()  # the rule can only match text holding one of these (case-insensitive)
     # Given the match, the kind to name, or None to keep the text (a near-miss).
     judge: Callable[[regex.Match], str | None] | None = None
+    # Assignments: `pattern` matches a name and its `=`/`:`; the value after it is matched by
+    # this, and judged by `looks_secret`. The value is not part of the match, so that a value
+    # that is not a secret can still be the name of the next assignment (`Error: KEY=...`).
+    value: regex.Pattern | None = None
 
 
 # -- judges: context rules that need more than a regex ---------------------------------------------
@@ -83,15 +87,20 @@ def kind_of_name(name: str) -> str:
     return "secret"
 
 
-def _judge_assignment(match: regex.Match) -> str | None:
+def _judge_name(match: regex.Match) -> str | None:
     name = match["name"]
-    if not SECRET_NAME_RE.search(name) or not looks_secret(match["secret"]):
-        return None
-    return kind_of_name(name)
+    return kind_of_name(name) if SECRET_NAME_RE.search(name) else None
 
 
 def _judge_netrc(match: regex.Match) -> str | None:
     return "wandb-key" if "wandb" in match["machine"].lower() else "netrc-password"
+
+
+def _judge_netrc_line(match: regex.Match) -> str | None:
+    value = match["secret"]
+    if not looks_secret(value):
+        return None
+    return "wandb-key" if regex.fullmatch(r"(?:local-)?[0-9a-f]{40}", value) else "netrc-password"
 
 
 def _judge_authorization(match: regex.Match) -> str | None:
@@ -135,6 +144,10 @@ RULES: tuple[Rule, ...] = (
     Rule("netrc-password", regex.compile(
         r"\bmachine\s+(?P<machine>\S+)\s+(?:login\s+\S+\s+)?password\s+(?P<secret>\S+)"), ("password",),
         _judge_netrc),
+    # A netrc's lines quoted one by one: "  password 0f1e...". A value that reads like a word
+    # ("password authentication failed") is not one.
+    Rule("netrc-password", regex.compile(r"(?m)^[ \t]*password[ \t]+(?P<secret>\S+)[ \t]*$"), ("password",),
+         _judge_netrc_line),
     Rule("kaggle-key", regex.compile(r"\"key\"\s*:\s*\"(?P<secret>[0-9a-f]{32})\""), ("\"key\"",)),
     Rule("url-password", regex.compile(
         r"://(?P<user>[^/\s:@<>\"'?#]*):(?P<secret>[^/\s@<>\"'?#]+)@"), ("://",), _judge_url_password),
@@ -147,27 +160,26 @@ RULES: tuple[Rule, ...] = (
         ("authorization",), _judge_authorization),
     Rule("bearer-token", regex.compile(r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/\-]{16,}=*)"), ("bearer",)),
     # `--hub-token VALUE`, `--password=VALUE`
-    Rule("secret", regex.compile(
-        r"(?<![\w-])--(?P<name>[A-Za-z][\w-]{0,%d}?)(?:=|[ \t]+)(?P<secret>[^\s\"'<>]+)" % MAX_NAME_LENGTH),
-        ("--",), _judge_assignment),
+    Rule("secret", regex.compile(r"(?<![\w-])--(?P<name>[A-Za-z][\w-]{0,%d})(?:=|[ \t]+)" % MAX_NAME_LENGTH),
+         ("--",), _judge_name, regex.compile(r"[^\s\"'<>=]+=*")),
     # `HF_TOKEN=...`, `export WANDB_API_KEY=...`, `api_key: ...`, `{'password': '...'}`,
     # `os.environ["OPENAI_API_KEY"] = "..."`.
     Rule("secret", regex.compile(
-        r"(?<![\w-])(?P<name>[A-Za-z][\w\-.]{0,%d}?)[\"']?\]?[ \t]*[:=][ \t]*[\"']?(?P<secret>[^\s\"'<>,;)}\]]+)"
-        % MAX_NAME_LENGTH), ("=", ":"), _judge_assignment),
+        r"(?<![\w-])(?P<name>[A-Za-z][\w\-.]{0,%d})[\"']?\]?[ \t]*[:=][ \t]*[\"']?" % MAX_NAME_LENGTH),
+        ("=", ":"), _judge_name, regex.compile(r"[^\s\"'<>,;()\[\]{}=]+=*")),
 )
 
 _HOME_END = r"[^/\\\s'\"`:;,()<>\[\]{}|*?]+"
 _PATH_START = r"(?<![\w.~-])(?<![\w.~-]/)"
 HOME_RULES: tuple[Rule, ...] = (
-    Rule("", regex.compile(_PATH_START + r"/home/" + _HOME_END), ("/home/",)),
-    Rule("", regex.compile(_PATH_START + r"/Users/(?!Shared(?:/|$))" + _HOME_END), ("/Users/",)),
-    Rule("", regex.compile(_PATH_START + r"/mnt/[a-z]/Users/(?!Public(?:/|$)|Default(?:/|$))" + _HOME_END),
-         ("/Users/",)),
     # `C:\Users\alice`, `C:/Users/alice`, and the doubled backslashes of a Python repr.
     Rule("", regex.compile(
         r"(?i)(?<![\w])[A-Z]:(?P<sep>\\\\|\\|/)Users(?P=sep)(?!(?:Public|Default|All Users)(?:[\\/]|$))"
         r"[^\\/\s'\"`:;,()<>\[\]{}|*?]+"), ("Users",)),
+    Rule("", regex.compile(_PATH_START + r"/home/" + _HOME_END), ("/home/",)),
+    Rule("", regex.compile(_PATH_START + r"/Users/(?!Shared(?:/|$))" + _HOME_END), ("/Users/",)),
+    Rule("", regex.compile(_PATH_START + r"/mnt/[a-z]/Users/(?!Public(?:/|$)|Default(?:/|$))" + _HOME_END),
+         ("/Users/",)),
 )
 
 
@@ -179,13 +191,34 @@ def redact_text(text: str) -> str:
     for rule in RULES:
         if rule.needle and not any(n.lower() in lowered for n in rule.needle):
             continue
-        text = rule.pattern.sub(lambda m, rule=rule: _replace(m, rule), text)
+        if rule.value is not None:
+            text = _redact_assignments(text, rule)
+        else:
+            text = rule.pattern.sub(lambda m, rule=rule: _replace(m, rule), text)
         lowered = text.lower()
     for rule in HOME_RULES:
         if rule.needle and not any(n.lower() in lowered for n in rule.needle):
             continue
         text = rule.pattern.sub("~", text)
     return text
+
+
+def _redact_assignments(text: str, rule: Rule) -> str:
+    assert rule.judge is not None and rule.value is not None
+    out: list[str] = []
+    done = 0  # text[:done] is in `out`
+    for match in rule.pattern.finditer(text):
+        if match.start() < done:
+            continue  # inside a value already redacted
+        kind = rule.judge(match)
+        if kind is None:
+            continue
+        value = rule.value.match(text, match.end())
+        if value is None or not looks_secret(value.group()):
+            continue
+        out += [text[done:value.start()], f"<redacted:{kind}>"]
+        done = value.end()
+    return "".join(out) + text[done:] if out else text
 
 
 def _replace(match: regex.Match, rule: Rule) -> str:
