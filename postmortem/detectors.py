@@ -227,14 +227,14 @@ class RiseWatch:
 
 # -- texts --------------------------------------------------------------------------------------
 def format_value(value: float | None) -> str:
-    """Two significant digits, as a journal quotes a number: 5.1e+03, 0.43, nan."""
+    """A number as a journal quotes it: 1.96, 0.0431, 131; 5.6e+03 and 2e-05 outside [0.01, 1000)."""
     if value is None:
         return "?"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{value:.2g}"
+    return f"{value:.3g}" if 0.01 <= abs(value) < 1000 else f"{value:.2g}"
 
 
 def format_step(step: float) -> str:

@@ -54,10 +54,13 @@ LOG_SCALE_RATIO = 100.0  # a curve spanning more than this is drawn on a log sca
 PLOT_POINTS = 2_000
 SUMMARY_METRICS = 6
 
-# Literals at least one of which every line this module reads holds (for a byte prefilter).
-METRIC_NEEDLES = ("loss", "Loss", "LOSS", "reward", "grad_norm", "gnorm", "learning_rate", "lr", "LR",
-                  "acc", "Acc", "ppl", "iter ", "train_runtime", "***** Running training",
-                  "Trainer.fit` stopped", "trainable params: 0 ")
+# Literals at least one of which every line this module reads holds, as they appear in the raw
+# bytes: the scan's prefilter reads only lines holding a needle (none shorter than 3 characters).
+METRIC_NEEDLES = (
+    "loss", "Loss", "LOSS", "reward", "grad_norm", "gnorm", "learning_rate", "lr=", "lr:", "lr ", "LR ",
+    "'lr'", '"lr"', "acc", "Acc", "ppl", "iter ", "Epoch ", "epoch ", "train_runtime",
+    "***** Running training", "Trainer.fit` stopped", "trainable params: 0 ",
+)
 
 # -- keys -----------------------------------------------------------------------------------------
 INDEX_KEYS = {"step": "step", "global_step": "step", "iteration": "step", "iter": "step",
@@ -100,6 +103,12 @@ EXCEPTION_RE = re.compile(r"\b\w*(?:Error|Exception|Warning)\b:")
 # `***** train metrics *****` summary): not a logged step.
 ASSIGNMENT_RE = re.compile(
     r"^\s*[\w/.\-]+\s*=\s*\S+\s+#.*$|^\s{2,}[\w/.\-]+\s+=\s+\S+\s*$|^\s*[\w/.\-]+(?:\s{2,}=\s*|\s*=\s{2,})\S+\s*$")
+# A number as the line-shape cache sees it; the parser's values must start where one of these does.
+NUMBER_RE = re.compile(
+    r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|(?:nan|inf(?:inity)?)(?!\w))", re.I)
+MAX_SHAPES = 4096  # line shapes remembered; past it the cache starts again
+STEP_SLOT, EPOCH_SLOT = "\x00step", "\x00epoch"
+REJECTED = ()  # the plan of a line shape that is not a metrics line
 RUNNING_TRAINING = "***** Running training *****"
 ZERO_TRAINABLE = "trainable params: 0 ||"
 
@@ -161,9 +170,10 @@ class Series:
 
     # -- feeding ------------------------------------------------------------------------------
     def add(self, values: dict[str, float], step: float, epoch: float | None, line: int, text: str) -> None:
-        self.count += 1
-        row = (self.count, step, epoch, line, values, text)
-        if self.first_row is None:
+        # The hot loop of a long log: one pass over the row's values, locals over attributes.
+        self.count = count = self.count + 1
+        row = (count, step, epoch, line, values, text)
+        if count == 1:
             self.first_row = row
         self.last_row = row
         self.last_step = step
@@ -178,30 +188,35 @@ class Series:
             track.last_any = value
             if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
                 track.finite += 1
-                if track.first_row is None:
-                    track.first, track.first_row = value, row
                 if value < track.min:
-                    track.min, track.min_row = value, row
+                    track.min = value
+                    track.min_row = row
+                    if track.first_row is None:
+                        track.first, track.first_row = value, row
                 if value > track.max:
-                    track.max, track.max_row = value, row
-                track.last, track.last_row = value, row
+                    track.max = value
+                    track.max_row = row
+                track.last = value
+                track.last_row = row
                 if track.bad_open:
                     track.bad_open = False
                     if track.recovered_row is None:
                         track.recovered_row = row
-                if track.watch is not None:
-                    track.watch.update(value, row)
+                watch = track.watch
+                if watch is not None:
+                    watch.update(value, row)
             else:
                 track.add_bad(value, row)
-        if self.count == 1 and self.split == TRAIN:
+        if count == 1 and self.split == TRAIN:
             reward = self.primary("reward", among=values)
             if reward is not None:
                 self.zero_watch = det.ZeroRewardWatch(reward, self.primary("loss", among=values),
                                                       self.primary("grad", among=values))
-        if self.zero_watch is not None and not self.zero_watch.done:
-            self.zero_watch.update(values, row)
+        zero = self.zero_watch
+        if zero is not None and not zero.done:
+            zero.update(values, row)
         collector = self.collector
-        if self.count % collector.stride == 0:
+        if count % collector.stride == 0:
             self.kept.append(row)
             collector.kept_total += 1
             if collector.kept_total > MAX_KEPT_ROWS:
@@ -276,6 +291,9 @@ class MetricCollector:
         self._pending_epoch: float | None = None  # Keras' `Epoch 3/10` line, for the row below it
         self.zero_trainable = False  # PEFT printed `trainable params: 0 || ...`
         self._findings: list[det.Finding] | None = None
+        self._shapes: dict[str, tuple] = {}  # line shape -> plan (REJECTED: not a metrics line)
+        self._offsets: dict[str, int] = {}  # of the line last parsed: value -> offset in the line
+        self._key_plans: dict[tuple[str, ...], tuple] = {}  # a row's keys -> (index keys, train, eval)
 
     @property
     def has_rows(self) -> bool:
@@ -310,7 +328,7 @@ class MetricCollector:
                 self._pending_epoch = float(match.group(2))
 
     def _feed_dict(self, text: str, line: LogLine) -> None:
-        if not text.endswith("}") or DICT_CORE_RE.search(text) is None:
+        if text[-1] != "}" or DICT_CORE_RE.search(text) is None:
             return
         values: dict[str, float] = {}
         others = 0
@@ -355,16 +373,53 @@ class MetricCollector:
         return True
 
     def _feed_line(self, text: str, line: LogLine) -> None:
-        if EXCEPTION_RE.search(text) is not None or ASSIGNMENT_RE.match(text) is not None:
+        """A logging line, parsed once per shape: lines that differ only in their numbers (the
+        same f-string of the same logger) share a plan that maps number positions to metrics."""
+        numbers = NUMBER_RE.findall(text)
+        shape = NUMBER_RE.sub("#", text)
+        plan = self._shapes.get(shape)
+        if plan is None:
+            parsed = self._parse_line(text)
+            plan = _line_plan(text, parsed, self._offsets) if parsed is not None else REJECTED
+            if plan is not None:
+                if len(self._shapes) >= MAX_SHAPES:
+                    self._shapes.clear()
+                self._shapes[shape] = plan
+            elif parsed is not None:  # numbers the plan could not place: use this parse once
+                fmt, values, step, epoch = parsed
+                self._add_line_row(fmt, values, line, step, epoch)
+                return
+        if plan is REJECTED:
             return
+        fmt, keys, step_at, epoch_at = plan
+        values = {key: float(numbers[at]) for key, at in keys}
+        step = float(numbers[step_at]) if step_at is not None else None
+        epoch = float(numbers[epoch_at]) if epoch_at is not None else None
+        self._add_line_row(fmt, values, line, step, epoch)
+
+    def _add_line_row(self, fmt: str, values: dict[str, float], line: LogLine, step: float | None,
+                      epoch: float | None) -> None:
+        if epoch is None and self._pending_epoch is not None:
+            epoch = self._pending_epoch
+        self._pending_epoch = None
+        self._add_row(fmt, values, line, step=step, epoch=epoch)
+
+    def _parse_line(self, text: str) -> tuple[str, dict[str, float], float | None, float | None] | None:
+        """(format, {metric: value}, step, epoch) of a logging line, or None when it is not a
+        metrics line. Each value's offset in the line is kept in `self._offsets` for the plan."""
+        self._offsets = offsets = {}
+        if EXCEPTION_RE.search(text) is not None or ASSIGNMENT_RE.match(text) is not None:
+            return None
         step = epoch = None
         spans: list[tuple[int, int]] = []
         for match in INDEX_RE.finditer(text):
             word, number = match.group(1).lower(), float(match.group(2))
             if word == "epoch":
                 epoch = number
+                offsets[EPOCH_SLOT] = match.start(2)
             else:
                 step = number
+                offsets[STEP_SLOT] = match.start(2)
             spans.append(match.span())
         values: dict[str, float] = {}
         for regex in (PAIR_RE, SPACE_PAIR_RE):
@@ -377,13 +432,16 @@ class MetricCollector:
                 if key in INDEX_KEYS:
                     if INDEX_KEYS[key] == "epoch":
                         epoch = float(match.group(2))
+                        offsets[EPOCH_SLOT] = match.start(2)
                     else:
                         step = float(match.group(2))
+                        offsets[STEP_SLOT] = match.start(2)
                     continue
                 values[key] = float(match.group(2))
+                offsets[key] = match.start(2)
         core = sum(1 for k in values if _is_core(k))
         if not core or core < len(values) - core:
-            return  # mostly other numbers: a config or a summary line that mentions lr, not a step
+            return None  # mostly other numbers: a config or a summary line that mentions lr, not a step
         spans.sort()
         leftover, cursor = [], 0
         for start, end in spans:
@@ -392,42 +450,58 @@ class MetricCollector:
         leftover.append(text[cursor:])
         words = [w.lower() for w in WORD_RE.findall(" ".join(leftover))]
         if sum(1 for w in words if w not in FREE_WORDS) > MAX_PROSE_WORDS or CONFIG_WORDS.intersection(words):
-            return
+            return None
         if words and words[0] in EVAL_WORDS:
-            values = {k if is_eval_key(k) else f"eval_{k}": v for k, v in values.items()}
-        if epoch is None and self._pending_epoch is not None:
-            epoch = self._pending_epoch
-        self._pending_epoch = None
-        fmt = LINE if step is not None else LINE_UNNUMBERED
-        self._add_row(fmt, values, line, step=step, epoch=epoch)
+            renamed = {k: k if is_eval_key(k) else f"eval_{k}" for k in values}
+            values = {renamed[k]: v for k, v in values.items()}
+            self._offsets = {renamed.get(k, k): at for k, at in offsets.items()}
+        return (LINE if step is not None else LINE_UNNUMBERED), values, step, epoch
 
     def _add_row(self, fmt: str, values: dict[str, float], line: LogLine, step: float | None = None,
                  epoch: float | None = None, bar_step: int | None = None) -> None:
-        for key in [k for k in values if k in INDEX_KEYS or k in IGNORED_KEYS]:
+        keys = tuple(values)
+        plan = self._key_plans.get(keys)
+        if plan is None:
+            if len(self._key_plans) >= MAX_SHAPES:
+                self._key_plans.clear()
+            plan = self._key_plans[keys] = (
+                tuple((k, INDEX_KEYS.get(k)) for k in keys if k in INDEX_KEYS or k in IGNORED_KEYS),
+                tuple(k for k in keys if k not in INDEX_KEYS and k not in IGNORED_KEYS and not is_eval_key(k)),
+                tuple(k for k in keys if k not in INDEX_KEYS and is_eval_key(k)),
+            )
+        index_keys, train_keys, eval_keys = plan
+        for key, kind in index_keys:
             value = values.pop(key)
-            if key in IGNORED_KEYS:
-                continue
-            if INDEX_KEYS[key] == "epoch":
+            if kind == "epoch":
                 epoch = value
-            elif step is None and math.isfinite(value):
+            elif kind == "step" and step is None and value - value == 0.0:
                 step = value
-        if step is not None and float(step).is_integer():
+        if type(step) is float and step.is_integer():
             step = int(step)
-        train_values = {k: v for k, v in values.items() if not is_eval_key(k)}
-        eval_values = {k: v for k, v in values.items() if is_eval_key(k)}
-        if not train_values and not eval_values:
+        if eval_keys:
+            eval_values = {k: values.pop(k) for k in eval_keys}
+        elif not train_keys:
             return
+        else:
+            eval_values = None
+        self._findings = None
         train = self._open.get((fmt, TRAIN))
-        if train_values:
-            kind = STEP_EXPLICIT if step is not None else STEP_BAR if bar_step is not None else STEP_ORDER
-            row_step = step if step is not None else bar_step if bar_step is not None else \
-                (train.last_step + 1 if train is not None else 1)
-            if train is not None and _goes_back(train, row_step, epoch):
-                self._open.pop((fmt, EVAL), None)
+        if train_keys:
+            if step is not None:
+                kind, row_step = STEP_EXPLICIT, step
+            elif bar_step is not None:
+                kind, row_step = STEP_BAR, bar_step
+            else:
+                kind, row_step = STEP_ORDER, (train.last_step + 1 if train is not None else 1)
+            if train is not None and (row_step < train.last_step or (
+                    epoch is not None and train.last_epoch is not None and epoch < train.last_epoch - EPOCH_TOLERANCE)):
+                self._open.pop((fmt, EVAL), None)  # a restart: this run's series end here
                 train = None
+                if kind == STEP_ORDER:
+                    row_step = 1
             if train is None:
                 train = self._start(fmt, TRAIN, kind)
-            train.add(train_values, row_step, epoch, line.number, line.text)
+            train.add(values, row_step, epoch, line.number, line.text)
         if eval_values:
             evals = self._open.get((fmt, EVAL))
             if step is not None:
@@ -441,7 +515,6 @@ class MetricCollector:
             if evals is None:
                 evals = self._start(fmt, EVAL, STEP_EXPLICIT if step is not None else STEP_ORDER)
             evals.add(eval_values, row_step, epoch, line.number, line.text)
-        self._findings = None
 
     def _start(self, fmt: str, split: str, step_kind: str) -> Series:
         run = self._runs[(fmt, split)] = self._runs.get((fmt, split), 0) + 1
@@ -509,6 +582,19 @@ class MetricCollector:
         import pandas as pd
 
         return pd.DataFrame.from_records(list(self.records()))
+
+
+def _line_plan(text: str, parsed: tuple, offsets: Mapping[str, int]) -> tuple | None:
+    """Where each value of a parsed line sits among the line's numbers; None if one does not."""
+    fmt, values, step, epoch = parsed
+    starts = {m.start(): i for i, m in enumerate(NUMBER_RE.finditer(text))}
+    try:
+        keys = tuple((key, starts[offsets[key]]) for key in values)
+        step_at = starts[offsets[STEP_SLOT]] if step is not None else None
+        epoch_at = starts[offsets[EPOCH_SLOT]] if epoch is not None else None
+    except KeyError:
+        return None
+    return fmt, keys, step_at, epoch_at
 
 
 def _is_core(key: str) -> bool:

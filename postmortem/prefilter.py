@@ -18,11 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .knowledge import KnowledgeBase
+from .metrics import METRIC_NEEDLES
 
 # What the traceback parser and the evidence stage look for (tracebacks.py, evidence.py).
 PARSER_NEEDLES = ("Traceback", "Error", "Exception", "Warning")
-# Lines that may carry metrics (metrics.py reads them).
-METRIC_NEEDLES = ("loss", "reward", "grad_norm", "learning_rate", "lr=", "'lr'", "accuracy", "iter ")
+# Lines that may carry metrics: metrics.py says which literals the lines it reads hold.
 # Non-finite values: a metrics line holding one is always read, however many lines are sampled.
 # Spelled with the delimiters metric printers put before a value, so that "financial" and
 # "inference" are not hits.
