@@ -317,3 +317,26 @@ def test_detector_names_are_the_ones_signatures_use():
     used = {sig.metric for sig in KB.signatures if sig.metric}
     assert used <= set(detectors.DETECTORS)
     assert {"non-finite", "divergence", "zero-reward", "flat-loss", "grad-spike", "lr-anomaly"} <= used
+
+
+def _comparable(records):
+    return [{k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in records]
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.log")), ids=lambda p: p.name)
+def test_the_prefiltered_scan_reads_the_same_series_as_reading_every_line(path):
+    import io
+
+    from postmortem.scan import Scanner
+
+    data = path.read_bytes()
+    fast = Scanner(KB).scan_stream(io.BytesIO(data), path.name)
+    every = Scanner(KB, every_line=True).scan_stream(io.BytesIO(data), path.name)
+    assert _comparable(fast.metrics.records()) == _comparable(every.metrics.records())
+
+
+def test_the_chinese_draft_has_the_chinese_metrics_words_and_detail():
+    text = render_markdown(scan([DATA / "nan-at-step.log"], kb=KB, lang="zh"))
+    assert "| 指标 | 首个 | 最小 | 最大 | 最后 | 第 880 步 |" in text
+    assert "`loss` 在第 880 步（epoch 1.96）变成 NaN" in text
+    assert "第 880 步：loss 变成 NaN" in text
