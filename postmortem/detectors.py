@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import median
@@ -45,6 +46,7 @@ GRAD_SPIKE_FACTOR = 100.0  # x the median of the previous window
 GRAD_SPIKE_WINDOW = 50
 GRAD_SPIKE_MIN_HISTORY = 10  # no spike can be judged against fewer values
 LR_MIN_STEPS = 5
+ROUNDED_ZERO_MIN_CHARS = 4  # "0.00" and longer: a rounded small number; "0.0" (repr) and "0" are exact
 SUMMARY_EVIDENCE_CHARS = 240  # the metric line quoted as evidence is cut here (TRL lines run to 2 KB)
 
 DEFAULT_THRESHOLDS: Mapping[str, Mapping[str, float]] = {
@@ -239,6 +241,13 @@ def format_value(value: float | None) -> str:
 
 def format_step(step: float) -> str:
     return str(int(step)) if float(step).is_integer() else f"{step:g}"
+
+
+def printed_as_rounded_zero(text: str, key: str) -> bool:
+    """`lr=0.0000`: a small value printed with too few decimals, not a zero. Trainer and TRL print
+    the exact value (`0.0`), a custom `f"{lr:.4f}"` does not."""
+    match = re.search(rf"{re.escape(key)}['\"]?\s*[:=]?\s*['\"]?(0\.0+)(?![\d.eE])", text)
+    return match is not None and len(match.group(1)) >= ROUNDED_ZERO_MIN_CHARS
 
 
 def nonfinite_word(value: float) -> str:
@@ -485,7 +494,8 @@ def _flat_loss(series, limits: Mapping[str, float], zero_trainable: bool) -> Fin
     grad_key = series.primary("grad")
     if grad_key is not None:
         grad = series.tracks[grad_key]
-        if grad.finite < limits["min_steps"] or grad.bad_total or grad.min != 0.0 or grad.max != 0.0:
+        if grad.finite < limits["min_steps"] or grad.bad_total or grad.min != 0.0 or grad.max != 0.0 \
+                or printed_as_rounded_zero(series.first_row[R_TEXT], grad_key):
             return None
     elif not zero_trainable:
         return None  # a flat loss alone can be a tiny learning rate: not enough to say "no learning"
@@ -564,7 +574,7 @@ def _lr_anomaly(series, limits: Mapping[str, float]) -> Finding | None:
         return None
     first, last = format_step(series.first_row[R_STEP]), format_step(series.last_row[R_STEP])
     values = {"metric": key, "steps": str(track.finite), "min_steps": f"{limits['min_steps']:g}"}
-    if track.min == 0.0 and track.max == 0.0:
+    if track.min == 0.0 and track.max == 0.0 and not printed_as_rounded_zero(series.first_row[R_TEXT], key):
         values.update(
             case="zero",
             detail=f"The learning rate `{key}` was 0 at all {track.finite} logged steps (steps {first}–{last}): "
