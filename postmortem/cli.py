@@ -1,6 +1,7 @@
 """The command line: thin commands over the library. Only this module touches the terminal."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import enum
@@ -15,11 +16,12 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .batch import LOG_RULE
 from .examples import check_signature
 from .formats import INPUT_FORMATS
 from .knowledge import KnowledgeBase, SignatureError, load_knowledge_base, load_signature, signature_files
 from .reader import InputError
-from .render import render_json, render_markdown, template_environment
+from .render import JSON_VERSION, incident_to_dict, render_json, render_markdown, template_environment
 from .sandbox import TemplateError, render_user_template
 from .scan import scan
 from .texts import LANGUAGES, default_lang, ui_strings
@@ -49,6 +51,19 @@ patterns_option = click.option(
     help="A folder of extra signatures (repeatable); same id overrides a built-in one.",
 )
 
+jobs_option = click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=None,
+    help="Worker processes for many logs. Default: the number of cores; 1 scans in this process.",
+)
+
+
+def scheduler_option(when: str):
+    return click.option(
+        "--scheduler", metavar="ADDRESS",
+        help=f"Run on a Dask cluster{' ' + when if when else ''}: its scheduler's ADDRESS "
+             "(tcp://host:8786), or 'local' for a cluster on this machine. Needs postmortem[dask].",
+    )
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="postmortem")
@@ -75,37 +90,54 @@ def cli() -> None:
               help="Render the report with your own jinja2 template FILE instead of --format. It runs in "
                    "jinja2's sandbox and sees what the built-in report.md.j2 sees (s, sources, entries), "
                    "plus `incidents` (the JSON report's dicts); it may include the built-in incident.md.j2.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
-              help="md: the journal draft; json: the stable machine-readable report.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "jsonl"]), default="md", show_default=True,
+              help="md: the journal draft; json: the stable machine-readable report; "
+                   "jsonl: one JSON object per log and line ({\"source\": ..., \"incidents\": [...]}), for bulk use.")
 @lang_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to FILE instead of stdout (refuses to replace a file; see --force).")
 @click.option("--force", is_flag=True, help="With -o: replace FILE if it exists.")
 @click.option("--exit-code", is_flag=True, help="Exit with status 1 when an incident is found (like git diff).")
+@jobs_option
+@scheduler_option("with --format jsonl")
 @patterns_option
 @click.option("--no-redact", is_flag=True, help="Keep tokens, keys and home-directory user names in the output.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also draw the metric curves of each training-dynamics incident as PNGs in DIR, linked "
                    "from the draft (needs matplotlib: pip install 'postmortem[plot]').")
 def scan_command(paths, input_format, template_path,
-                 fmt, lang, output, force, exit_code, patterns_dirs, no_redact, plot_dir) -> None:
+                 fmt, lang, output, force, exit_code, jobs, scheduler, patterns_dirs, no_redact,
+                 plot_dir) -> None:
     """Scan logs and print the draft postmortem.
 
-    PATHS are log files (plain or .gz); "-" or no path reads stdin.
-    Exit status: 0 scanned, 1 incidents found (with --exit-code), 2 bad input.
+    PATHS are log files (plain or .gz) and folders; "-" or no path reads stdin. A folder is
+    searched recursively for LOG_RULE. Several logs give one report whose incidents name their
+    log (with --format jsonl: one line per log), in the order given, folders sorted.
+
+    A log that cannot be read is reported on stderr and skipped; the others are scanned.
+    Exit status: 0 scanned (also when some logs were skipped), 1 incidents found (with
+    --exit-code), 2 bad input (nothing could be read).
     """
     sources = list(paths) or ["-"]
     if sources == ["-"] and sys.stdin.isatty():
         raise BadInput("no log given: pass a path, or pipe a log in (python train.py 2>&1 | postmortem scan)")
+    if scheduler is not None and fmt != "jsonl":
+        raise BadInput("--scheduler works with --format jsonl (and with `postmortem stats`)")
     if output is not None:
         _check_output_path(output, sources, force)
     if plot_dir is not None:
         _check_plotting(fmt)
     kb = _load_kb(patterns_dirs)
+    lang = lang or default_lang()
+    if "-" not in sources and (fmt == "jsonl" or len(sources) > 1 or any(os.path.isdir(s) for s in sources)):
+        found = _scan_many(sources, fmt, kb, lang, not no_redact, jobs, scheduler, output, plot_dir)
+        if exit_code and found:
+            sys.exit(Exit.INCIDENTS_FOUND)
+        return
     problems: list[str] = []
     try:
         with _progress(sources) as on_bytes:
-            report = scan(sources, kb=kb, lang=lang or default_lang(), redact=not no_redact,
+            report = scan(sources, kb=kb, lang=lang, redact=not no_redact,
                           on_bytes=on_bytes, problems=problems, input_format=input_format)
     except InputError as exc:
         raise BadInput(str(exc)) from None
@@ -117,6 +149,9 @@ def scan_command(paths, input_format, template_path,
             text = render_user_template(report, template_path)
         except TemplateError as exc:
             raise BadInput(str(exc)) from None
+    elif fmt == "jsonl":
+        text = "".join(_jsonl_line(source, [i for i in report.incidents if i.source == source])
+                       for source in report.sources)
     else:
         text = render_json(report) if fmt == "json" else render_markdown(report)
     if output is None:
@@ -125,6 +160,166 @@ def scan_command(paths, input_format, template_path,
         _write_atomically(output, text)
     if exit_code and report.incidents:
         sys.exit(Exit.INCIDENTS_FOUND)
+
+
+def _scan_many(sources, fmt, kb, lang, redact, jobs, scheduler, output, plot_dir=None) -> bool:
+    """Scan logs and folders of logs on a process pool (or a Dask cluster); True if any incident."""
+    from .batch import REPORTS, ScanOptions, collect, find_logs, report_logs, scan_logs, total_bytes
+
+    logs = _find_logs(find_logs, sources)
+    with _batch_progress(0 if scheduler else total_bytes(logs)) as bar:
+        warn = bar.warn if len(logs) > 1 else None
+        if fmt != "jsonl":
+            report, outcome = report_logs(logs, kb, lang=lang, redact=redact, jobs=jobs,
+                                          on_bytes=bar.on_bytes, on_warning=warn)
+            _check_something_read(len(outcome.scans), outcome.skipped)
+            for problem in outcome.problems:
+                bar.warn(problem)
+            report = _with_plots(report, plot_dir, output)
+            text = render_json(report) if fmt == "json" else render_markdown(report)
+            if output is None:
+                click.echo(text, nl=False)
+            else:
+                _write_atomically(output, text)
+            return bool(report.incidents)
+        options = ScanOptions(REPORTS, lang, redact)
+        with _dask_client(scheduler, jobs) as client:
+            if client is not None:
+                from .distributed import scan_on_dask
+
+                scans = scan_on_dask(client, logs, kb, options)
+            else:
+                scans = scan_logs(logs, kb, options, jobs=jobs, on_bytes=bar.on_bytes)
+            found = read = 0
+            skipped: list[str] = []
+            problems: list[str] = []
+            with _output_stream(output) as write:
+                for scan_ in scans:
+                    outcome = collect([scan_], warn)
+                    skipped += outcome.skipped
+                    problems += [p for p in outcome.problems if p not in problems]
+                    for item in outcome.scans:
+                        read += 1
+                        found += len(item.report.incidents)
+                        write(_jsonl_line(item.source, item.report.incidents))
+                _check_something_read(read, skipped)
+            for problem in problems:
+                bar.warn(problem)
+            return bool(found)
+
+
+def _jsonl_line(source: str, incidents) -> str:
+    payload = {"version": JSON_VERSION, "source": source, "incidents": [incident_to_dict(i) for i in incidents]}
+    return json.dumps(payload, ensure_ascii=False) + "\n"
+
+
+def _find_logs(find_logs, sources, since=None) -> list:
+    try:
+        logs = find_logs(sources, since=since, on_warning=lambda line: click.echo(f"warning: {line}", err=True))
+    except InputError as exc:
+        raise BadInput(str(exc)) from None
+    if not logs and since is None:
+        raise BadInput(f"{', '.join(sources)}: no logs found (looked for {LOG_RULE})")
+    return logs
+
+
+def _check_something_read(read: int, skipped: list[str]) -> None:
+    """Exit 2 when every log was unreadable: one log's own reason, else how many."""
+    if read == 0 and skipped:
+        raise BadInput(skipped[0] if len(skipped) == 1 else f"none of the {len(skipped)} logs could be read")
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str | None, jobs: int | None):
+    if scheduler is None:
+        yield None
+        return
+    try:
+        from .distributed import DaskUnavailable, dask_client
+    except ImportError:  # pragma: no cover - the module imports dask lazily
+        raise BadInput("--scheduler needs Dask: pip install 'postmortem[dask]'") from None
+    try:
+        with dask_client(scheduler, jobs) as client:
+            yield client
+    except DaskUnavailable as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:  # the scheduler's address does not answer
+        raise BadInput(f"--scheduler {scheduler}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _output_stream(output: Path | None):
+    """A writer to stdout, or to a temporary file beside FILE that replaces it once all is written."""
+    if output is None:
+        yield lambda text: click.echo(text, nl=False)
+        return
+    directory = output.parent if str(output.parent) else Path(".")
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{output.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        try:
+            yield handle.write
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, output)
+
+
+@cli.command("stats")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
+              show_default=True, help="csv: the signatures table only; json: both tables and the run counts.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+                                                      "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]),
+              metavar="DATE", help="Only the logs modified at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local time).")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many unknown error messages to list.")
+@jobs_option
+@scheduler_option("")
+@lang_option
+@patterns_option
+def stats_command(paths, fmt, since, top, jobs, scheduler, lang, patterns_dirs) -> None:
+    """Count failures over many runs: which signatures, in how many runs, since when.
+
+    PATHS are logs and folders (searched recursively for LOG_RULE); a run is one log, and a run
+    failed when it has an error-severity incident. One row per signature: count (times printed),
+    files (runs that had it), share_of_failed (of the failed runs, the share that had it),
+    first_seen / last_seen (when those runs last wrote: their last logging timestamp, else the
+    file's modification time). Then the most frequent unknown errors, with numbers, paths and
+    addresses masked so that one error is one row.
+
+    A log that cannot be read is reported on stderr and skipped. Exit status: 0, or 2 on bad input.
+    """
+    from .batch import SUMMARIES, ScanOptions, collect, find_logs, scan_logs, total_bytes
+    from .stats import build_stats, partial_table, render_stats
+
+    kb = _load_kb(patterns_dirs)
+    lang = lang or default_lang()
+    logs = _find_logs(find_logs, list(paths), since)
+    options = ScanOptions(SUMMARIES, lang, True)
+    with _batch_progress(0 if scheduler else total_bytes(logs)) as bar, _dask_client(scheduler, jobs) as client:
+        if client is not None:
+            from .distributed import stats_on_dask
+
+            partial = stats_on_dask(client, logs, kb, options)
+            for line in partial.skipped:
+                bar.warn(line)
+        else:
+            outcome = collect(scan_logs(logs, kb, options, jobs=jobs, on_bytes=bar.on_bytes), bar.warn)
+            partial = partial_table([s.summary for s in outcome.scans], outcome.skipped)
+            partial.problems = outcome.problems
+    if logs and partial.runs == 0:
+        _check_something_read(0, partial.skipped)
+    for problem in partial.problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(render_stats(build_stats(partial, kb, lang, top), fmt), nl=False)
+
+
+# The rule for which files in a folder are logs is stated once, in batch.py.
+for _command in (scan_command, stats_command):
+    _command.help = _command.help.replace("LOG_RULE", LOG_RULE)
 
 
 @cli.command("explain")
@@ -501,6 +696,33 @@ class _progress:
 
     def __enter__(self):
         return self.bar.update if self.bar is not None else None
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _batch_progress:
+    """The bar over the bytes of many logs; warnings printed above it, not through it."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = None
+        if total >= PROGRESS_MIN_BYTES and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            # No monitor thread: with no other thread running, the worker pool can fork (fast).
+            tqdm.monitor_interval = 0
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc="scanning", file=sys.stderr, leave=False)
+        self.on_bytes = self.bar.update if self.bar is not None else None
+
+    def warn(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(f"warning: {line}", file=sys.stderr)
+        else:
+            click.echo(f"warning: {line}", err=True)
+
+    def __enter__(self):
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -29,10 +29,10 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path):
     assert "nope.log" in result.output and "Traceback" not in result.output
 
 
-def test_directory_is_refused_with_exit_2(tmp_path):
-    result = invoke(["scan", str(tmp_path)])
+def test_directory_without_logs_is_refused_with_exit_2(tmp_path):
+    result = invoke(["scan", str(tmp_path)])  # a folder is searched for logs (test_batch.py)
     assert result.exit_code == 2
-    assert "directory" in result.output
+    assert "no logs found" in result.output
 
 
 def test_exit_code_flag(tmp_path):
