@@ -51,6 +51,7 @@ SPARK_WIDTH = 48
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_NONFINITE = "×"
 LOG_SCALE_RATIO = 100.0  # a curve spanning more than this is drawn on a log scale
+SPARK_FLAT_SPAN = 0.02
 PLOT_POINTS = 2_000
 SUMMARY_METRICS = 6
 
@@ -695,6 +696,8 @@ def sparkline(name: str, points: list[tuple[float, float]], mark_step: float | N
     finite_scaled = [m for m in scaled if m is not None and math.isfinite(m)]
     low = min(finite_scaled, default=0.0)
     high = max(finite_scaled, default=0.0)
+    # a curve that moves less than SPARK_FLAT_SPAN of its size is drawn flat: noise is not shape
+    flat = high - low <= SPARK_FLAT_SPAN * max(abs(high), abs(low)) if not log else high == low
     chars = []
     previous = " "
     for m in scaled:
@@ -703,7 +706,7 @@ def sparkline(name: str, points: list[tuple[float, float]], mark_step: float | N
             continue
         if not math.isfinite(m):
             previous = SPARK_NONFINITE
-        elif high == low:
+        elif flat:
             previous = SPARK_CHARS[len(SPARK_CHARS) // 2]
         else:
             previous = SPARK_CHARS[round((m - low) / (high - low) * (len(SPARK_CHARS) - 1))]

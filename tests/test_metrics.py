@@ -340,3 +340,11 @@ def test_the_chinese_draft_has_the_chinese_metrics_words_and_detail():
     assert "| 指标 | 首个 | 最小 | 最大 | 最后 | 第 880 步 |" in text
     assert "`loss` 在第 880 步（epoch 1.96）变成 NaN" in text
     assert "第 880 步：loss 变成 NaN" in text
+
+
+def test_the_dataframe_has_one_row_per_logged_step_and_a_column_per_metric():
+    frame = extract_metrics(DATA / "hf-trainer.log").to_frame()
+    assert list(frame.columns[:6]) == ["format", "run", "split", "step", "epoch", "line"]
+    train = frame[frame["split"] == "train"]
+    assert train["loss"].tolist() == [0.6931, 0.5512, 0.4218, 0.3377, 0.2964]
+    assert frame[frame["split"] == "eval"]["eval_loss"].tolist() == [0.4402]
