@@ -24,7 +24,7 @@ from .matcher import Matcher
 from .detectors import resolve_thresholds
 from .metrics import MetricCollector
 from .model import Evidence, Incident, LogLine, Match, Report, Trace
-from .prefilter import ERROR, METRIC, Prefilter, needles_for
+from .prefilter import ERROR, METRIC, NON_FINITE, Prefilter, needles_for
 from .reader import CHUNK_BYTES, InputError, LineDecoder, clean_line, display_name, open_source, read_chunks, split_physical_line
 from .reader import read_log
 from .redact import redact_report
@@ -134,6 +134,7 @@ def scan_bytes(data: bytes, *, kb: KnowledgeBase | None = None, lang: str = DEFA
 # a non-finite value is still read. Small logs are exact; huge ones cost bounded time.
 EXACT_METRIC_LINES = 50_000
 METRIC_SAMPLES_PER_CHUNK = 256
+LINES_BEFORE_NON_FINITE = 32
 
 
 class _SourceScan:
@@ -174,6 +175,12 @@ class _SourceScan:
                 index = following
             if self.splitter.busy:
                 cursor = self._read_lines(chunk, cursor, start, claim=True, while_busy=True)
+            if sampled and kind == NON_FINITE and not self.splitter.busy:
+                # The value before a NaN is what the draft quotes ("last finite 5.6e+03 at step
+                # 870"): read the lines just before it too, however sparse the sampling.
+                back = _lines_back(chunk, start, cursor, LINES_BEFORE_NON_FINITE)
+                self.line_number += chunk.count(b"\n", cursor, back)
+                cursor = self._read_lines(chunk, back, start, claim=False, last_frame_only=True)
             self.line_number += chunk.count(b"\n", cursor, start)
             if kind != ERROR:
                 self.metric_lines_read += 1
@@ -236,6 +243,17 @@ class _SourceScan:
             self._take(item, claim=True)
         for evidence in self.result.metrics.findings(self.source):
             self._claim(evidence, report_unmatched=False)
+
+
+def _lines_back(chunk: bytes, start: int, floor: int, count: int) -> int:
+    """The offset of the line `count` lines before the one at `start`, not before `floor`."""
+    position = start
+    for _ in range(count):
+        if position <= floor:
+            return floor
+        previous = chunk.rfind(b"\n", floor, position - 1)
+        position = previous + 1 if previous != -1 else floor
+    return max(position, floor)
 
 
 def _sample_offsets(chunk: bytes) -> list[tuple[int, int]]:
