@@ -89,26 +89,33 @@ def generate(folder: Path, count: int, seed: int) -> dict[str, int]:
     return made
 
 
-def tree_rss(root: int) -> int:
-    """RSS of a process and all its descendants, in bytes (Linux /proc)."""
+def tree_memory(root: int, high_water: dict[int, int]) -> int:
+    """RSS of a process and all its descendants, in bytes (Linux /proc); records each process's
+    own high-water mark (VmHWM) in `high_water`."""
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
         try:
-            with open(f"/proc/{pid}/statm") as handle:
-                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+            total += int(fields["VmRSS"].split()[0]) * 1024
+            high_water[pid] = max(high_water.get(pid, 0), int(fields["VmHWM"].split()[0]) * 1024)
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as handle:
                     stack.extend(int(c) for c in handle.read().split())
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             continue
     return total
 
 
 def run(command: list[str]) -> tuple[float, float, int, int, bytes]:
     """Wall seconds, CPU seconds (the process and its workers), the largest process's peak RSS,
-    the sampled peak RSS of the whole tree, stdout."""
+    the sampled peak RSS of the whole tree, stdout.
+
+    Peaks come from /proc, not from wait4: a child's ru_maxrss starts from the RSS of the
+    process that forked it (this benchmark, holding the previous run's output)."""
     peak_tree = 0
+    high_water: dict[int, int] = {}
     done = threading.Event()
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -116,22 +123,22 @@ def run(command: list[str]) -> tuple[float, float, int, int, bytes]:
     def sample() -> None:
         nonlocal peak_tree
         while not done.is_set():
-            peak_tree = max(peak_tree, tree_rss(process.pid))
+            peak_tree = max(peak_tree, tree_memory(process.pid, high_water))
             done.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out = process.stdout.read()
     err = process.stderr.read()
+    done.set()  # stdout closed: the process is exiting; its last samples are taken
+    sampler.join()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
-    done.set()
-    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(command)} failed:\n{err.decode(errors='replace')}")
     # wait4's usage includes the workers the process waited for: CPU time does not depend on how
     # busy the machine is, wall time does (this machine is shared).
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, peak_tree, out
+    return elapsed, usage.ru_utime + usage.ru_stime, max(high_water.values(), default=0), peak_tree, out
 
 
 def check_jsonl(out: bytes, made: dict[str, int]) -> None:
