@@ -13,7 +13,8 @@ from postmortem import detectors, metrics
 from postmortem.cli import cli
 from postmortem.detectors import ThresholdError, resolve_thresholds
 from postmortem.knowledge import SignatureError, compile_signature, load_knowledge_base
-from postmortem.metrics import MetricCollector, sparkline
+from postmortem.metrics import MetricCollector
+from postmortem.summaries import sparkline
 from postmortem.model import LogLine
 from postmortem.render import render_json, render_markdown
 from postmortem.scan import extract_metrics, scan
