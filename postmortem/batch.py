@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from .formats import open_document
 from .knowledge import KnowledgeBase
 from .metrics import MetricCollector
 from .model import Report
@@ -212,7 +213,9 @@ def scan_one(log: LogFile, scanner: Scanner, options: ScanOptions,
         stream = open_source(log.path)
         try:
             compressed = isinstance(stream, gzip.GzipFile)
-            result = scanner.scan_stream(stream, log.source, None if compressed else count)
+            document = open_document(stream, log.source)  # a notebook or a Kaggle log: its log lines
+            result = scanner.scan_stream(document.stream, log.source, None if compressed else count)
+            result.places = document.places
         finally:
             stream.close()
     except InputError as exc:

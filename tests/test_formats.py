@@ -67,6 +67,17 @@ def test_a_kaggle_log_cut_off_inside_a_record_still_gives_the_incident():
     assert incidents_of(["scan", str(KAGGLE_CUT)]) == [("nan-output", f"{KAGGLE_CUT}, 105.4 s", 23)]
 
 
+def test_several_inputs_at_once_each_cite_their_places(tmp_path):
+    notebook, kaggle = tmp_path / "analysis.ipynb", tmp_path / "kernel.log"
+    notebook.write_bytes(NOTEBOOK.read_bytes())
+    kaggle.write_bytes(KAGGLE.read_bytes())
+    assert incidents_of(["scan", str(notebook), str(kaggle), "-j", "1"]) == [
+        ("dtype-mismatch", f"{notebook}, cell 6", 30),
+        ("cuda-oom", f"{notebook}, cell 8", 16),
+        ("nan-output", f"{kaggle}, 105.4 s", 23),
+    ]
+
+
 def test_the_markdown_draft_names_the_cell():
     result = run(["scan", str(NOTEBOOK)])
     assert f"{NOTEBOOK.name}, cell 6, line 30" in result.output
