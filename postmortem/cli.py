@@ -24,6 +24,7 @@ from .reader import InputError
 from .render import JSON_VERSION, incident_to_dict, render_json, render_markdown, template_environment
 from .sandbox import TemplateError, render_user_template
 from .scan import scan
+from .starter import StarterError, starter_signature
 from .texts import LANGUAGES, default_lang, ui_strings
 
 PROGRESS_MIN_BYTES = 4 << 20  # below this a scan is too quick for a progress bar to help
@@ -402,6 +403,39 @@ def patterns_check_command(directory) -> None:
     click.echo(f"{len(good)} signatures, {checked} examples, {failures} problems")
     if failures:
         sys.exit(Exit.CHECK_FAILED)
+
+
+@patterns_group.command("new")
+@click.option("--from", "location", required=True, metavar="LOG:LINE",
+              help="The log and the line of the error, as the unknown incident's draft cites it.")
+@click.option("--id", "sig_id", help="The new signature's id (default: made from the exception type).")
+@click.option("--into", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The folder to write <id>.toml into (it is refused if the file exists).")
+@patterns_option
+def patterns_new_command(location, sig_id, into, patterns_dirs) -> None:
+    """Write a starter signature for the error at LOG:LINE.
+
+    The exception type and the generalised message become the match, the lines around it the
+    first example; the texts and references are TODO until you write them, and `patterns check`
+    refuses the file until then.
+    """
+    log, _, line = location.rpartition(":")
+    if not log or not line.isdigit():
+        raise BadInput(f"--from {location}: expected LOG:LINE, e.g. run.log:1234")
+    path = Path(log)
+    if not path.is_file():
+        raise BadInput(f"{log}: no such file")
+    kb = _load_kb(patterns_dirs)
+    try:
+        new_id, text = starter_signature(path.read_bytes(), log, int(line), kb, sig_id)
+    except StarterError as exc:
+        raise BadInput(str(exc)) from None
+    target = into / f"{new_id}.toml"
+    if target.exists():
+        raise BadInput(f"{target}: already exists; choose another --id")
+    into.mkdir(parents=True, exist_ok=True)
+    _write_atomically(target, text)
+    click.echo(f"wrote {target}: fill in the TODOs and a reference, then `postmortem patterns check {into}`")
 
 
 @cli.command("review")

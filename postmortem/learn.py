@@ -14,7 +14,6 @@ shell's `Killed`). Anything else in backticks (a package name, a variable) is no
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -26,6 +25,7 @@ import regex
 
 from .journal import JournalEntry, parse_entries, read_journal
 from .knowledge import KnowledgeBase, SignatureError, compile_signature, load_knowledge_base, user_patterns_dir
+from .toml_write import toml_regex, toml_string, toml_text
 
 LEARNED_SUBDIR = "learned"
 ID_PREFIX = "learned"
@@ -48,6 +48,8 @@ VARIABLE_TOKENS = (
     # 64x128, 3×224×224
     (r"(?<![\w.])\d+(?:\s*[x×]\s*\d+)+(?![\w.])", r"\d+(?:\s*[x×]\s*\d+)*"),
     (r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"),
+    # A counter on a name: event_23, layer-7, shard_003.
+    (r"(?<=[A-Za-z][_\-])\d+\b", r"\d+"),
 )
 VARIABLE_RE = regex.compile("|".join(f"(?P<t{i}>{pattern})" for i, (pattern, _) in enumerate(VARIABLE_TOKENS)))
 # Where the entry is silent, the signature says so visibly instead of inventing text.
@@ -223,60 +225,38 @@ def render_signature(sig_id: str, entry: JournalEntry, quote: Quote, journal_pat
         f"# Learned by `postmortem learn` from {journal_path.name}, {entry.date} entry {entry.number}.",
         "# Edit the journal entry, not this file: learning again rewrites it from the journal.",
         "schema = 1",
-        f"id = {_toml_string(sig_id)}",
-        f"category = {_toml_string(LEARNED_CATEGORY)}",
+        f"id = {toml_string(sig_id)}",
+        f"category = {toml_string(LEARNED_CATEGORY)}",
         'severity = "error"',
         f"priority = {LEARNED_PRIORITY}",
         'status = "stable"',
         "references = []",
         "",
         "[learned]",
-        f"date = {_toml_string(entry.date or '')}",
-        f"journal = {_toml_string(str(journal_path.resolve()))}",
+        f"date = {toml_string(entry.date or '')}",
+        f"journal = {toml_string(str(journal_path.resolve()))}",
         f"entry = {entry.number}",
-        f"quote = {_toml_string(quote.text)}",
+        f"quote = {toml_string(quote.text)}",
         "",
         "[match]",
     ]
     if quote.exception:
-        lines.append(f"exception = [{_toml_string(quote.exception)}]")
+        lines.append(f"exception = [{toml_string(quote.exception)}]")
         if quote.message_regex:
-            lines.append(f"message = [{_toml_regex(quote.message_regex)}]")
+            lines.append(f"message = [{toml_regex(quote.message_regex)}]")
     else:
-        lines.append(f"line = [{_toml_regex(quote.line_regex)}]")
+        lines.append(f"line = [{toml_regex(quote.line_regex)}]")
     for lang in TEXT_LANGS:
         # The user's own words in both tables: the draft quotes them in whatever language it is in.
         lines += ["", f"[{lang}]"]
-        lines += [f"{key} = {_toml_text(text)}" for key, text in texts(lang).items()]
-    lines += ["", "[[example]]", 'expect = "match"', f"log = {_toml_text(quote.text + chr(10))}"]
+        lines += [f"{key} = {toml_text(text)}" for key, text in texts(lang).items()]
+    lines += ["", "[[example]]", 'expect = "match"', f"log = {toml_text(quote.text + chr(10))}"]
     return "\n".join(lines) + "\n"
 
 
 def _no_placeholders(text: str) -> str:
     # `{name}` in a title or symptom would be a placeholder without a capture: keep it literal.
     return text.replace("{", "(").replace("}", ")")
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string (JSON's escapes are TOML's, except DEL, which TOML wants escaped)."""
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _toml_regex(pattern: str) -> str:
-    # Literal strings keep regex backslashes readable, as patterns/README.md asks.
-    if "'" not in pattern and "\n" not in pattern:
-        return f"'{pattern}'"
-    return _toml_string(pattern)
-
-
-def _toml_text(text: str) -> str:
-    if "\n" in text and "'''" not in text and not text.endswith("'") and _printable(text):
-        return f"'''\n{text}'''" if text.endswith("\n") else f"'''\n{text}\n'''"
-    return _toml_string(text)
-
-
-def _printable(text: str) -> bool:
-    return all(ch in "\n\t" or (ord(ch) >= 0x20 and ord(ch) != 0x7F) for ch in text)
 
 
 def _learned_from(path: Path) -> str | None:

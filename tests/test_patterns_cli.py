@@ -108,3 +108,27 @@ def test_a_catastrophic_user_regex_is_disabled_and_the_scan_goes_on(tmp_path):
     assert "slow-one" in result.output and "disabled" in result.output  # the warning on stderr
     report = json.loads(result.output[result.output.index("{"):])
     assert [i["signature"] for i in report["incidents"]] == ["dtype-mismatch"]
+
+
+def test_patterns_new_turns_an_unknown_into_a_signature_in_one_step(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("epoch 1 loss=0.4\n" 'Traceback (most recent call last):\n  File "/home/u/proj/load.py", line 3, in <module>\n'
+                   "    read()\nflood.schema.EventSchemaError: event_23: rainfall has 412 steps but nodes have 433\n")
+    [unknown] = json.loads(invoke(["scan", str(log), "--format", "json"]).output)["incidents"]
+    assert unknown["signature"] == "unknown" and f"{log}:{unknown['line']}" in unknown["fix"]
+    folder = tmp_path / "mine"
+    result = invoke(["patterns", "new", "--from", f"{log}:{unknown['line']}", "--into", str(folder)])
+    assert result.exit_code == 0, result.output
+    starter = folder / "event-schema-error.toml"
+    text = starter.read_text()
+    assert "exception = [\"EventSchemaError\"]" in text and r"\d+" in text
+    # Unfinished: no reference yet, so the check refuses it ...
+    assert invoke(["patterns", "check", str(folder)]).exit_code == 1
+    # ... and once written, it recognises the same error with other numbers.
+    starter.write_text(text.replace("references = []", 'references = ["https://example.org/flood-schema"]'))
+    assert invoke(["patterns", "check", str(folder)]).exit_code == 0
+    other = tmp_path / "other.log"
+    other.write_text('Traceback (most recent call last):\n  File "/home/u/proj/load.py", line 3, in <module>\n'
+                     "    read()\nflood.schema.EventSchemaError: event_7: rainfall has 90 steps but nodes have 91\n")
+    report = json.loads(invoke(["scan", str(other), "--patterns", str(folder), "--format", "json"]).output)
+    assert [i["signature"] for i in report["incidents"]] == ["event-schema-error"]
