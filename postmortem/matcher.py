@@ -56,14 +56,18 @@ class Matcher:
                     return Match(sig.id, evidence, dict(evidence.values))
             return None
         if evidence.kind in ("exception", "warning"):
-            found = self._match_exception(channels.exception_sigs, evidence)
+            found = self._match_exception(channels, evidence)
             if found is not None or evidence.chain_id is not None:
                 return found
         return self._match_line(channels, evidence)
 
-    def _match_exception(self, sigs: list[Signature], evidence: Evidence) -> Match | None:
-        for sig in sigs:
+    def _match_exception(self, channels: _Channels, evidence: Evidence) -> Match | None:
+        folded = evidence.text.lower()
+        present = {needle for needle in channels.all_message_needles if needle in folded}
+        for sig, needles in zip(channels.exception_sigs, channels.message_needles):
             if sig.id in self._disabled or not _type_matches(sig, evidence.exc_type):
+                continue
+            if needles is not None and not needles & present:
                 continue
             variables: dict[str, str] | None = {}
             if sig.message_patterns:
@@ -119,8 +123,12 @@ class _Channels:
         self.exception_sigs = [s for s in signatures if s.exception_types or s.message_patterns]
         self.line_sigs = [s for s in signatures if s.line_patterns]
         self.metric_sigs = [s for s in signatures if s.metric]
-        self.line_needles = [_folded_needles(s) for s in self.line_sigs]
+        self.line_needles = [_folded_needles(s.line_patterns) for s in self.line_sigs]
         self.all_needles = frozenset().union(*(n for n in self.line_needles if n is not None))
+        # Message patterns get the same shortcut; a signature without them matches on the type.
+        self.message_needles = [_folded_needles(s.message_patterns) if s.message_patterns else None
+                                for s in self.exception_sigs]
+        self.all_message_needles = frozenset().union(*(n for n in self.message_needles if n is not None))
 
 
 def _type_matches(sig: Signature, exc_type: str) -> bool:
@@ -129,11 +137,11 @@ def _type_matches(sig: Signature, exc_type: str) -> bool:
     return any(exc_type == name or exc_type.endswith("." + name) for name in sig.exception_types)
 
 
-def _folded_needles(sig: Signature) -> frozenset[str] | None:
-    """Literals (lower-cased) of which a line must hold one to match any of the signature's
-    line patterns; None when some pattern requires no literal."""
+def _folded_needles(patterns: tuple[regex.Pattern, ...]) -> frozenset[str] | None:
+    """Literals (lower-cased) of which a text must hold one to match any of the patterns;
+    None when some pattern requires no literal."""
     needles: set[str] = set()
-    for pattern in sig.line_patterns:
+    for pattern in patterns:
         literals = required_literals(pattern.pattern)
         if literals is None:
             return None

@@ -36,6 +36,16 @@ from .tracebacks import TracebackSplitter
 METRIC_SECTION_CATEGORIES = frozenset({"numerics"})
 
 
+# Metrics lines are read one by one in a log of up to EXACT_MAX_BYTES, or until a log has shown
+# EXACT_METRIC_LINES of them; beyond that a chunk's metrics lines are sampled (evenly spread),
+# while every line holding a non-finite value, and the lines just before it, are still read.
+# Small logs are exact; huge ones cost bounded time per chunk.
+EXACT_MAX_BYTES = 64 << 20
+EXACT_METRIC_LINES = 50_000
+METRIC_SAMPLES_PER_CHUNK = 64
+LINES_BEFORE_NON_FINITE = 32
+
+
 @dataclass
 class SourceResult:
     """What one log gave, before grouping: matches, unrecognised tracebacks, metric series."""
@@ -66,8 +76,9 @@ class Scanner:
         self.sparse_prefilter = None if self.every_line else Prefilter(sparse_needles, self.engine)
 
     def scan_stream(self, stream: BinaryIO, source: str,
-                    on_bytes: Callable[[int], None] | None = None) -> SourceResult:
-        state = _SourceScan(self, source)
+                    on_bytes: Callable[[int], None] | None = None, size: int | None = None) -> SourceResult:
+        """Scan one log; `size` (bytes, when known) lets a big log sample its metrics from the start."""
+        state = _SourceScan(self, source, sample_metrics=size is not None and size > EXACT_MAX_BYTES)
         for chunk in read_chunks(stream, self.chunk_bytes):
             state.scan_chunk(chunk)
             if on_bytes is not None:
@@ -101,7 +112,8 @@ def scan(
         stream = open_source(source)
         try:
             document = open_document(stream, name, input_format)
-            results.append(scanner.scan_stream(document.stream, name, on_bytes))
+            size = os.path.getsize(source) if str(source) != "-" and not document.places else None
+            results.append(scanner.scan_stream(document.stream, name, on_bytes, size))
             results[-1].places = document.places
         except (OSError, EOFError) as exc:
             raise InputError(f"{name}: read failed ({exc})") from None
@@ -129,20 +141,15 @@ def scan_bytes(data: bytes, *, kb: KnowledgeBase | None = None, lang: str = DEFA
     return build_report([result], scanner.kb, lang, redact, keep_hints)
 
 
-# Metrics lines are read one by one until a log has shown this many; after that, a chunk's
-# metrics lines are sampled (METRIC_SAMPLES_PER_CHUNK, evenly spread), while every line holding
-# a non-finite value is still read. Small logs are exact; huge ones cost bounded time.
-EXACT_METRIC_LINES = 50_000
-METRIC_SAMPLES_PER_CHUNK = 256
-LINES_BEFORE_NON_FINITE = 32
 
 
 class _SourceScan:
     """The running state of one log's scan, fed chunk by chunk."""
 
-    def __init__(self, scanner: Scanner, source: str) -> None:
+    def __init__(self, scanner: Scanner, source: str, sample_metrics: bool = False) -> None:
         self.scanner = scanner
         self.source = source
+        self.sample_metrics = sample_metrics
         self.result = SourceResult(source, metrics=MetricCollector(scanner.metric_thresholds))
         self.splitter = TracebackSplitter()
         self.decoder = LineDecoder()
@@ -154,7 +161,7 @@ class _SourceScan:
         if self.scanner.prefilter is None:
             self._read_lines(chunk, 0, len(chunk), claim=True)
             return
-        sampled = self.metric_lines_read >= EXACT_METRIC_LINES
+        sampled = self.sample_metrics or self.metric_lines_read >= EXACT_METRIC_LINES
         prefilter = self.scanner.sparse_prefilter if sampled else self.scanner.prefilter
         hits = prefilter.hits(chunk)
         if sampled:
