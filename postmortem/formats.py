@@ -46,6 +46,7 @@ UTF8_BOM = codecs.BOM_UTF8
 # Inside a JSON string a quote is always escaped, so `{"` can only open a record: where to
 # start again after a record that does not parse.
 RECORD_START = '{"'
+SEPARATORS_RE = regex.compile(r"[\s,\[\]\ufeff]*")
 SALVAGE_RE = {
     "stream_name": regex.compile(r'"stream_name"\s*:\s*"(\w+)"'),
     "time": regex.compile(r'"time"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)'),
@@ -213,8 +214,7 @@ def kaggle_records(stream: BinaryIO) -> Iterator[dict]:
     at_end = False
     want = KAGGLE_READ_BYTES
     while True:
-        while position < len(buffer) and buffer[position] in " \t\r\n,[]\ufeff":
-            position += 1
+        position = SEPARATORS_RE.match(buffer, position).end()
         if position >= len(buffer):
             if at_end:
                 return
@@ -235,7 +235,15 @@ def kaggle_records(stream: BinaryIO) -> Iterator[dict]:
             continue
         try:
             record, end = json_decoder.raw_decode(buffer, position)
-        except (json.JSONDecodeError, RecursionError):
+        except RecursionError:
+            # Nesting no record has: skip the rest of its line rather than retry at each `{"` in it.
+            end_of_line = buffer.find("\n", position)
+            if end_of_line < 0 and not at_end:
+                buffer, position, at_end = _read_more(stream, decoder, "", want)
+                continue
+            position = len(buffer) if end_of_line < 0 else end_of_line
+            continue
+        except json.JSONDecodeError:
             restart = buffer.find(RECORD_START, position + 1)
             if restart >= 0:
                 # A damaged record with whole ones after it: keep what it holds, go on.
