@@ -115,7 +115,19 @@ def open_document(stream: BinaryIO, name: str, input_format: str = "auto") -> Do
     if chosen == "kaggle":
         places = PlaceMap(restart=False)
         return Document(_IterStream(kaggle_log_lines(rest, places)), "kaggle", places)
+    if _rewinds(stream):
+        return Document(stream, "text")  # read at full speed, without the sniffing wrapper
     return Document(io.BufferedReader(rest, buffer_size=SNIFF_BYTES), "text")  # type: ignore[arg-type]
+
+
+def _rewinds(stream: BinaryIO) -> bool:
+    try:
+        if stream.seekable():
+            stream.seek(0)
+            return True
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 # -- notebooks -------------------------------------------------------------------------------------

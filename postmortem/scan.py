@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import bisect
+import dataclasses
+import gzip
 import io
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +47,11 @@ EXACT_MAX_BYTES = 64 << 20
 EXACT_METRIC_LINES = 50_000
 METRIC_SAMPLES_PER_CHUNK = 64
 LINES_BEFORE_NON_FINITE = 32
+# A plain log this big is scanned on two cores: a forked worker takes the tail's errors while
+# this process reads the head's errors and the whole log's metrics (they need one pass in order).
+PARALLEL_MIN_BYTES = 256 << 20
+WORKER_SHARE = 0.6  # of the bytes, for the worker: this process also samples the tail's metrics
+WORKER_CHAIN_OFFSET = 1 << 40  # keeps the worker's traceback chain ids apart from ours
 
 
 @dataclass
@@ -65,6 +73,7 @@ class Scanner:
     engine: str = "auto"  # prefilter engine: auto | hyperscan | re
     every_line: bool = False
     chunk_bytes: int = CHUNK_BYTES  # the tests vary it: incidents must not depend on it
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES  # the tests lower it: same incidents either way
 
     def __post_init__(self) -> None:
         self.matcher = Matcher(self.kb)
@@ -76,15 +85,34 @@ class Scanner:
         self.sparse_prefilter = None if self.every_line else Prefilter(sparse_needles, self.engine)
 
     def scan_stream(self, stream: BinaryIO, source: str,
-                    on_bytes: Callable[[int], None] | None = None, size: int | None = None) -> SourceResult:
-        """Scan one log; `size` (bytes, when known) lets a big log sample its metrics from the start."""
-        state = _SourceScan(self, source, sample_metrics=size is not None and size > EXACT_MAX_BYTES)
+                    on_bytes: Callable[[int], None] | None = None, size: int | None = None,
+                    path: str | os.PathLike | None = None) -> SourceResult:
+        """Scan one log; `size` (bytes, when known) lets a big log sample its metrics from the start.
+
+        With the `path` of a plain file of PARALLEL_MIN_BYTES or more, a forked worker scans the
+        tail's errors at the same time; the result is the same as one process would give.
+        """
+        sample = size is not None and size > EXACT_MAX_BYTES
+        if path is not None and size is not None and size >= self.parallel_min_bytes and _can_fork():
+            split = _line_start_near(path, int(size * (1 - WORKER_SHARE)))
+            worker = _TailWorker(self, path, source, split)
+            state = _SourceScan(self, source, sample_metrics=sample, errors_until=split)
+            self._run(state, stream, on_bytes)
+            tail = worker.result()
+            if tail is not None:
+                state.merge_tail(*tail)
+                return state.result
+            stream.seek(0)  # the worker failed: scan the whole log here after all
+        state = _SourceScan(self, source, sample_metrics=sample)
+        self._run(state, stream, on_bytes)
+        return state.result
+
+    def _run(self, state: _SourceScan, stream: BinaryIO, on_bytes) -> None:
         for chunk in read_chunks(stream, self.chunk_bytes):
             state.scan_chunk(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
         state.finish()
-        return state.result
 
 
 def scan(
@@ -112,8 +140,11 @@ def scan(
         stream = open_source(source)
         try:
             document = open_document(stream, name, input_format)
-            size = os.path.getsize(source) if str(source) != "-" and not document.places else None
-            results.append(scanner.scan_stream(document.stream, name, on_bytes, size))
+            plain = str(source) != "-" and not document.places
+            size = os.path.getsize(source) if plain else None
+            seekable = plain and document.stream is stream and not isinstance(stream, gzip.GzipFile)
+            results.append(scanner.scan_stream(document.stream, name, on_bytes, size,
+                                               path=source if seekable else None))
             results[-1].places = document.places
         except (OSError, EOFError) as exc:
             raise InputError(f"{name}: read failed ({exc})") from None
@@ -146,10 +177,18 @@ def scan_bytes(data: bytes, *, kb: KnowledgeBase | None = None, lang: str = DEFA
 class _SourceScan:
     """The running state of one log's scan, fed chunk by chunk."""
 
-    def __init__(self, scanner: Scanner, source: str, sample_metrics: bool = False) -> None:
+    def __init__(self, scanner: Scanner, source: str, sample_metrics: bool = False,
+                 errors_until: int | None = None, metrics: bool = True) -> None:
         self.scanner = scanner
         self.source = source
         self.sample_metrics = sample_metrics
+        # Parallel scans: this scan claims errors only before byte `errors_until` (finishing a
+        # traceback open there), and a worker's scan reads no metrics.
+        self.errors_until = errors_until
+        self.errors_end_line: int | None = None  # the first line whose errors the worker owns
+        self.split_line: int | None = None  # the number of the line at byte `errors_until`
+        self.metrics = metrics
+        self.offset = 0  # of the current chunk in the log
         self.result = SourceResult(source, metrics=MetricCollector(scanner.metric_thresholds))
         self.splitter = TracebackSplitter()
         self.decoder = LineDecoder()
@@ -158,6 +197,10 @@ class _SourceScan:
         self.metric_lines_read = 0
 
     def scan_chunk(self, chunk: bytes) -> None:
+        base = self.offset
+        self.offset += len(chunk)
+        if self.errors_until is not None and self.split_line is None and self.offset > self.errors_until:
+            self.split_line = self.line_number + chunk.count(b"\n", 0, self.errors_until - base)
         if self.scanner.prefilter is None:
             self._read_lines(chunk, 0, len(chunk), claim=True)
             return
@@ -180,6 +223,10 @@ class _SourceScan:
             if following > index:
                 kind = min(kind, min(k for _, k in hits[index:following]))
                 index = following
+            if not self.metrics and kind != ERROR:
+                continue
+            if kind == ERROR and self._past_errors(base + start, chunk, cursor, start):
+                continue
             if self.splitter.busy:
                 cursor = self._read_lines(chunk, cursor, start, claim=True, while_busy=True)
             if sampled and kind == NON_FINITE and not self.splitter.busy:
@@ -197,7 +244,32 @@ class _SourceScan:
             cursor = end
         if self.splitter.busy:
             cursor = self._read_lines(chunk, cursor, len(chunk), claim=True, while_busy=True)
+        self._past_errors(self.offset, chunk, cursor, len(chunk))
         self.line_number += chunk.count(b"\n", cursor)
+
+    def _past_errors(self, position: int, chunk: bytes, cursor: int, start: int) -> bool:
+        """True once this scan has handed the errors from `position` on to a worker."""
+        if self.errors_until is None or position < self.errors_until or self.splitter.busy:
+            return False
+        if self.errors_end_line is None:
+            self.errors_end_line = self.line_number + chunk.count(b"\n", cursor, start)
+        return True
+
+    def merge_tail(self, matches: list[Match], unmatched: list[Evidence], problems: list[str]) -> None:
+        """Take in the worker's findings, numbered from the split line, from where ours end."""
+        shift = (self.split_line or 1) - 1
+        end = self.errors_end_line if self.errors_end_line is not None else self.line_number
+
+        def moved(evidence: Evidence) -> Evidence:
+            chain = None if evidence.chain_id is None else evidence.chain_id + WORKER_CHAIN_OFFSET
+            return dataclasses.replace(evidence, line_number=evidence.line_number + shift, chain_id=chain)
+
+        for match in matches:
+            evidence = moved(match.evidence)
+            if evidence.line_number >= end:
+                self.result.matches.append(dataclasses.replace(match, evidence=evidence))
+        self.result.unmatched += [e for e in map(moved, unmatched) if e.line_number >= end]
+        self.scanner.matcher.problems += [p for p in problems if p not in self.scanner.matcher.problems]
 
     def _read_lines(self, chunk: bytes, start: int, stop: int, claim: bool, while_busy: bool = False,
                     last_frame_only: bool = False) -> int:
@@ -229,7 +301,8 @@ class _SourceScan:
         if isinstance(item, Trace):
             self._claim_trace(item)
             return
-        self.result.metrics.feed(item)
+        if self.metrics:
+            self.result.metrics.feed(item)
         if claim and item.text:
             self._claim(evidence_from_line(item), report_unmatched=False)
 
@@ -250,6 +323,49 @@ class _SourceScan:
             self._take(item, claim=True)
         for evidence in self.result.metrics.findings(self.source):
             self._claim(evidence, report_unmatched=False)
+
+
+class _TailWorker:
+    """A forked process scanning a log's errors from byte `split` to its end."""
+
+    def __init__(self, scanner: Scanner, path, source: str, split: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_scan_tail, args=(scanner, path, source, split, send), daemon=True)
+        self._process.start()
+        send.close()
+
+    def result(self) -> tuple[list[Match], list[Evidence], list[str]] | None:
+        try:
+            found = self._receive.recv()
+        except (EOFError, OSError):
+            found = None
+        self._process.join()
+        return found
+
+
+def _scan_tail(scanner: Scanner, path, source: str, split: int, send) -> None:
+    try:
+        with open(path, "rb", buffering=1 << 20) as stream:
+            stream.seek(split)
+            state = _SourceScan(scanner, source, metrics=False)
+            scanner._run(state, stream, None)
+        send.send((state.result.matches, state.result.unmatched, scanner.matcher.problems))
+    except BaseException:  # the parent scans the whole log itself when the worker sends nothing
+        send.close()
+        raise
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods() and (os.cpu_count() or 1) > 1
+
+
+def _line_start_near(path, offset: int) -> int:
+    """The offset of the first line that starts at or after `offset`."""
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        skipped = stream.readline()
+    return offset + len(skipped)
 
 
 def _lines_back(chunk: bytes, start: int, floor: int, count: int) -> int:
