@@ -47,10 +47,10 @@ EXACT_MAX_BYTES = 64 << 20
 EXACT_METRIC_LINES = 50_000
 METRIC_SAMPLES_PER_CHUNK = 64
 LINES_BEFORE_NON_FINITE = 32
-# A plain log this big is scanned on two cores: a forked worker takes the tail's errors while
-# this process reads the head's errors and the whole log's metrics (they need one pass in order).
+# A plain log this big is scanned on two cores: a forked worker scans the tail while this
+# process scans the head, then takes in the worker's findings and, in order, its metrics lines.
 PARALLEL_MIN_BYTES = 256 << 20
-WORKER_SHARE = 0.6  # of the bytes, for the worker: this process also samples the tail's metrics
+WORKER_SHARE = 0.5  # of the bytes, for the worker
 WORKER_CHAIN_OFFSET = 1 << 40  # keeps the worker's traceback chain ids apart from ours
 
 
@@ -95,24 +95,32 @@ class Scanner:
         sample = size is not None and size > EXACT_MAX_BYTES
         if path is not None and size is not None and size >= self.parallel_min_bytes and _can_fork():
             split = _line_start_near(path, int(size * (1 - WORKER_SHARE)))
-            worker = _TailWorker(self, path, source, split)
-            state = _SourceScan(self, source, sample_metrics=sample, errors_until=split)
-            self._run(state, stream, on_bytes)
+            worker = _TailWorker(self, path, source, split, sample)
+            state = _SourceScan(self, source, sample_metrics=sample, split=split)
+            done = self._run(state, stream, on_bytes, stop_after=split)
             tail = worker.result()
             if tail is not None:
-                state.merge_tail(*tail)
+                state.take_tail(*tail)
+                if on_bytes is not None:
+                    on_bytes(size - done)
+                state.finish()
                 return state.result
             stream.seek(0)  # the worker failed: scan the whole log here after all
         state = _SourceScan(self, source, sample_metrics=sample)
         self._run(state, stream, on_bytes)
+        state.finish()
         return state.result
 
-    def _run(self, state: _SourceScan, stream: BinaryIO, on_bytes) -> None:
+    def _run(self, state: _SourceScan, stream: BinaryIO, on_bytes, stop_after: int | None = None) -> int:
+        """Scan chunks; with `stop_after`, stop at the first chunk end past that byte where no
+        traceback is open. Returns the bytes read."""
         for chunk in read_chunks(stream, self.chunk_bytes):
             state.scan_chunk(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
-        state.finish()
+            if stop_after is not None and state.offset >= stop_after and not state.splitter.busy:
+                break
+        return state.offset
 
 
 def scan(
@@ -178,17 +186,15 @@ class _SourceScan:
     """The running state of one log's scan, fed chunk by chunk."""
 
     def __init__(self, scanner: Scanner, source: str, sample_metrics: bool = False,
-                 errors_until: int | None = None, metrics: bool = True) -> None:
+                 split: int | None = None) -> None:
         self.scanner = scanner
         self.source = source
         self.sample_metrics = sample_metrics
-        # Parallel scans: this scan claims errors only before byte `errors_until` (finishing a
-        # traceback open there), and a worker's scan reads no metrics.
-        self.errors_until = errors_until
-        self.errors_end_line: int | None = None  # the first line whose errors the worker owns
-        self.split_line: int | None = None  # the number of the line at byte `errors_until`
-        self.metrics = metrics
-        self.offset = 0  # of the current chunk in the log
+        self.split = split  # where a worker took over the log, in a parallel scan
+        self.split_line: int | None = None  # the number of the line at byte `split`
+        # A worker keeps the lines its metrics would read, for the parent's collector.
+        self.metric_lines: list[LogLine] | None = None
+        self.offset = 0  # of the end of the chunks read so far
         self.result = SourceResult(source, metrics=MetricCollector(scanner.metric_thresholds))
         self.splitter = TracebackSplitter()
         self.decoder = LineDecoder()
@@ -199,8 +205,8 @@ class _SourceScan:
     def scan_chunk(self, chunk: bytes) -> None:
         base = self.offset
         self.offset += len(chunk)
-        if self.errors_until is not None and self.split_line is None and self.offset > self.errors_until:
-            self.split_line = self.line_number + chunk.count(b"\n", 0, self.errors_until - base)
+        if self.split is not None and self.split_line is None and self.offset > self.split:
+            self.split_line = self.line_number + chunk.count(b"\n", 0, self.split - base)
         if self.scanner.prefilter is None:
             self._read_lines(chunk, 0, len(chunk), claim=True)
             return
@@ -223,10 +229,6 @@ class _SourceScan:
             if following > index:
                 kind = min(kind, min(k for _, k in hits[index:following]))
                 index = following
-            if not self.metrics and kind != ERROR:
-                continue
-            if kind == ERROR and self._past_errors(base + start, chunk, cursor, start):
-                continue
             if self.splitter.busy:
                 cursor = self._read_lines(chunk, cursor, start, claim=True, while_busy=True)
             if sampled and kind == NON_FINITE and not self.splitter.busy:
@@ -244,21 +246,14 @@ class _SourceScan:
             cursor = end
         if self.splitter.busy:
             cursor = self._read_lines(chunk, cursor, len(chunk), claim=True, while_busy=True)
-        self._past_errors(self.offset, chunk, cursor, len(chunk))
         self.line_number += chunk.count(b"\n", cursor)
 
-    def _past_errors(self, position: int, chunk: bytes, cursor: int, start: int) -> bool:
-        """True once this scan has handed the errors from `position` on to a worker."""
-        if self.errors_until is None or position < self.errors_until or self.splitter.busy:
-            return False
-        if self.errors_end_line is None:
-            self.errors_end_line = self.line_number + chunk.count(b"\n", cursor, start)
-        return True
-
-    def merge_tail(self, matches: list[Match], unmatched: list[Evidence], problems: list[str]) -> None:
-        """Take in the worker's findings, numbered from the split line, from where ours end."""
+    def take_tail(self, matches: list[Match], unmatched: list[Evidence], problems: list[str],
+                  metric_lines: list[LogLine]) -> None:
+        """Take in a worker's findings on the tail, renumbered from the split line, from where
+        this scan stopped (what both read is ours), and feed its metrics lines in order."""
         shift = (self.split_line or 1) - 1
-        end = self.errors_end_line if self.errors_end_line is not None else self.line_number
+        end = self.line_number
 
         def moved(evidence: Evidence) -> Evidence:
             chain = None if evidence.chain_id is None else evidence.chain_id + WORKER_CHAIN_OFFSET
@@ -269,6 +264,9 @@ class _SourceScan:
             if evidence.line_number >= end:
                 self.result.matches.append(dataclasses.replace(match, evidence=evidence))
         self.result.unmatched += [e for e in map(moved, unmatched) if e.line_number >= end]
+        for line in metric_lines:
+            if line.number + shift >= end:
+                self.result.metrics.feed(dataclasses.replace(line, number=line.number + shift))
         self.scanner.matcher.problems += [p for p in problems if p not in self.scanner.matcher.problems]
 
     def _read_lines(self, chunk: bytes, start: int, stop: int, claim: bool, while_busy: bool = False,
@@ -301,7 +299,9 @@ class _SourceScan:
         if isinstance(item, Trace):
             self._claim_trace(item)
             return
-        if self.metrics:
+        if self.metric_lines is not None:
+            self.metric_lines.append(item)
+        else:
             self.result.metrics.feed(item)
         if claim and item.text:
             self._claim(evidence_from_line(item), report_unmatched=False)
@@ -328,14 +328,15 @@ class _SourceScan:
 class _TailWorker:
     """A forked process scanning a log's errors from byte `split` to its end."""
 
-    def __init__(self, scanner: Scanner, path, source: str, split: int) -> None:
+    def __init__(self, scanner: Scanner, path, source: str, split: int, sample: bool) -> None:
         context = multiprocessing.get_context("fork")
         self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_scan_tail, args=(scanner, path, source, split, send), daemon=True)
+        self._process = context.Process(target=_scan_tail, args=(scanner, path, source, split, sample, send),
+                                        daemon=True)
         self._process.start()
         send.close()
 
-    def result(self) -> tuple[list[Match], list[Evidence], list[str]] | None:
+    def result(self) -> tuple[list[Match], list[Evidence], list[str], list[LogLine]] | None:
         try:
             found = self._receive.recv()
         except (EOFError, OSError):
@@ -344,13 +345,15 @@ class _TailWorker:
         return found
 
 
-def _scan_tail(scanner: Scanner, path, source: str, split: int, send) -> None:
+def _scan_tail(scanner: Scanner, path, source: str, split: int, sample: bool, send) -> None:
     try:
         with open(path, "rb", buffering=1 << 20) as stream:
             stream.seek(split)
-            state = _SourceScan(scanner, source, metrics=False)
+            state = _SourceScan(scanner, source, sample_metrics=sample)
+            state.metric_lines = []
             scanner._run(state, stream, None)
-        send.send((state.result.matches, state.result.unmatched, scanner.matcher.problems))
+            state.finish()  # its metrics are the parent's to read: its own collector stays empty
+        send.send((state.result.matches, state.result.unmatched, scanner.matcher.problems, state.metric_lines))
     except BaseException:  # the parent scans the whole log itself when the worker sends nothing
         send.close()
         raise
