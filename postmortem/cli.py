@@ -22,9 +22,7 @@ from .formats import INPUT_FORMATS
 from .knowledge import KnowledgeBase, SignatureError, load_knowledge_base, load_signature, signature_files
 from .reader import InputError
 from .render import JSON_VERSION, incident_to_dict, render_json, render_markdown, template_environment
-from .sandbox import TemplateError, render_user_template
 from .scan import scan
-from .starter import StarterError, starter_signature
 from .texts import LANGUAGES, default_lang, ui_strings
 
 PROGRESS_MIN_BYTES = 4 << 20  # below this a scan is too quick for a progress bar to help
@@ -146,9 +144,11 @@ def scan_command(paths, input_format, template_path,
         click.echo(f"warning: {problem}", err=True)
     report = _with_plots(report, plot_dir, output)
     if template_path is not None:
+        from . import sandbox  # jinja2's sandbox, only for a user's own template
+
         try:
-            text = render_user_template(report, template_path)
-        except TemplateError as exc:
+            text = sandbox.render_user_template(report, template_path)
+        except sandbox.TemplateError as exc:
             raise BadInput(str(exc)) from None
     elif fmt == "jsonl":
         text = "".join(_jsonl_line(source, [i for i in report.incidents if i.source == source])
@@ -426,9 +426,11 @@ def patterns_new_command(location, sig_id, into, patterns_dirs) -> None:
     if not path.is_file():
         raise BadInput(f"{log}: no such file")
     kb = _load_kb(patterns_dirs)
+    from . import starter  # learn's generaliser and the journal parser: not needed by other commands
+
     try:
-        new_id, text = starter_signature(path.read_bytes(), log, int(line), kb, sig_id)
-    except StarterError as exc:
+        new_id, text = starter.starter_signature(path.read_bytes(), log, int(line), kb, sig_id)
+    except starter.StarterError as exc:
         raise BadInput(str(exc)) from None
     target = into / f"{new_id}.toml"
     if target.exists():

@@ -84,9 +84,9 @@ class Signature:
     explains: tuple[str, ...]
     references: tuple[str, ...]
     exception_types: tuple[str, ...]
-    message_patterns: tuple[regex.Pattern, ...]
-    line_patterns: tuple[regex.Pattern, ...]
-    exclude_patterns: tuple[regex.Pattern, ...]
+    message_patterns: tuple[LazyPattern, ...]
+    line_patterns: tuple[LazyPattern, ...]
+    exclude_patterns: tuple[LazyPattern, ...]
     metric: str | None
     group_by: tuple[str, ...]
     texts: Mapping[str, Mapping[str, str]]  # lang -> key -> text
@@ -141,7 +141,8 @@ def load_knowledge_base(
     dirs.extend(Path(d) for d in extra_dirs)
     by_id: dict[str, Signature] = {}
     for directory in dirs:
-        for signature in load_directory(directory):
+        builtin = include_builtin and directory == dirs[0]
+        for signature in load_directory(directory, eager=not builtin):
             if signature.learned is not None and include_builtin and directory == dirs[0]:
                 raise SignatureError(signature.path, "learned",
                                      "a learned signature belongs in the user's patterns/learned/ folder, "
@@ -158,11 +159,11 @@ def signature_files(directory: Path | str) -> list[Path]:
     return sorted(p for p in directory.rglob("*.toml") if p.is_file())
 
 
-def load_directory(directory: Path | str) -> list[Signature]:
-    return [load_signature(path) for path in signature_files(directory)]
+def load_directory(directory: Path | str, eager: bool = True) -> list[Signature]:
+    return [load_signature(path, eager) for path in signature_files(directory)]
 
 
-def load_signature(path: Path | str) -> Signature:
+def load_signature(path: Path | str, eager: bool = True) -> Signature:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -170,11 +171,15 @@ def load_signature(path: Path | str) -> Signature:
         raise SignatureError(path, "toml", str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SignatureError(path, "file", str(exc)) from None
-    return compile_signature(raw, path)
+    return compile_signature(raw, path, eager)
 
 
-def compile_signature(raw: Mapping[str, Any], path: Path) -> Signature:
-    """Validate a raw TOML dict against the schema and compile it."""
+def compile_signature(raw: Mapping[str, Any], path: Path, eager: bool = True) -> Signature:
+    """Validate a raw TOML dict against the schema and compile it.
+
+    `eager=False` (the built-in knowledge base) leaves the regexes to compile on first use and
+    skips the checks that need them compiled; the test suite runs those on every built-in file.
+    """
     def fail(key: str, reason: str) -> SignatureError:
         return SignatureError(path, key, reason)
 
@@ -212,9 +217,9 @@ def compile_signature(raw: Mapping[str, Any], path: Path) -> Signature:
     if unknown:
         raise fail(f"match.{sorted(unknown)[0]}", f"unknown key (allowed: {', '.join(sorted(MATCH_KEYS))})")
     exception_types = tuple(_string_list(match, "exception", fail, prefix="match."))
-    message = _compile_all(match, "message", fail)
-    line = _compile_all(match, "line", fail)
-    exclude = _compile_all(match, "exclude", fail)
+    message = _compile_all(match, "message", fail, eager)
+    line = _compile_all(match, "line", fail, eager)
+    exclude = _compile_all(match, "exclude", fail, eager)
     metric = match.get("metric")
     if metric is not None and metric not in DETECTORS:
         raise fail("match.metric", f"the name of a metric detector: one of {', '.join(DETECTORS)}")
@@ -245,12 +250,12 @@ def compile_signature(raw: Mapping[str, Any], path: Path) -> Signature:
             texts[lang][key] = value.strip()
 
     captures: set[str] = set()
-    for pattern in message + line:
+    for pattern in (message + line) if eager else ():
         captures.update(pattern.groupindex)
-    for name in group_by:
+    for name in group_by if eager else ():
         if name not in captures and not metric:
             raise fail("match.group_by", f"'{name}' is not a named capture of any pattern")
-    if not metric:
+    if eager and not metric:
         known = captures | BUILTIN_VARS
         for lang in LANGUAGES:
             for key in ("title", "symptom"):
@@ -339,11 +344,49 @@ def _string_list(raw: Mapping[str, Any], key: str, fail, prefix: str = "") -> li
     return value
 
 
-def _compile_all(match: Mapping[str, Any], key: str, fail) -> tuple[regex.Pattern, ...]:
-    compiled = []
-    for index, pattern in enumerate(_string_list(match, key, fail, prefix="match.")):
-        try:
-            compiled.append(regex.compile(pattern, regex.MULTILINE))
-        except regex.error as exc:
-            raise fail(f"match.{key}[{index}]", f"regex does not compile: {exc}") from None
-    return tuple(compiled)
+class LazyPattern:
+    """A signature's regex, compiled on first use.
+
+    A scan of a small log runs a handful of the knowledge base's hundreds of patterns (the
+    matcher skips a signature whose literals a line lacks), and compiling them all would cost
+    more than the scan. Built-in signatures load lazily (the test suite compiles every one);
+    a user's are compiled on load, so that a bad one is refused with its file and key.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled: regex.Pattern | None = None
+
+    def compile(self) -> regex.Pattern:
+        if self._compiled is None:
+            self._compiled = regex.compile(self.pattern, regex.MULTILINE)
+        return self._compiled
+
+    def search(self, string: str, *args, **kwargs):
+        return self.compile().search(string, *args, **kwargs)
+
+    @property
+    def groupindex(self) -> Mapping[str, int]:
+        return self.compile().groupindex
+
+    def __getstate__(self) -> str:  # pickled to workers as its source, compiled again there
+        return self.pattern
+
+    def __setstate__(self, pattern: str) -> None:
+        self.__init__(pattern)
+
+    def __repr__(self) -> str:
+        return f"LazyPattern({self.pattern!r})"
+
+
+def _compile_all(match: Mapping[str, Any], key: str, fail, eager: bool) -> tuple[LazyPattern, ...]:
+    patterns = []
+    for index, source in enumerate(_string_list(match, key, fail, prefix="match.")):
+        pattern = LazyPattern(source)
+        if eager:
+            try:
+                pattern.compile()
+            except regex.error as exc:
+                raise fail(f"match.{key}[{index}]", f"regex does not compile: {exc}") from None
+        patterns.append(pattern)
+    return tuple(patterns)

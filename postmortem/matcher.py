@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import regex
 
-from .knowledge import KnowledgeBase, Signature
+from .knowledge import KnowledgeBase, LazyPattern, Signature
 from .model import Evidence, Match
 from .prefilter import required_literals
 
@@ -103,7 +103,7 @@ class Matcher:
             for p in sig.exclude_patterns
         )
 
-    def _safe_search(self, sig: Signature, pattern: regex.Pattern, text: str):
+    def _safe_search(self, sig: Signature, pattern: LazyPattern, text: str):
         try:
             return pattern.search(text, timeout=self.timeout)
         except TimeoutError:
@@ -137,7 +137,7 @@ def _type_matches(sig: Signature, exc_type: str) -> bool:
     return any(exc_type == name or exc_type.endswith("." + name) for name in sig.exception_types)
 
 
-def _folded_needles(patterns: tuple[regex.Pattern, ...]) -> frozenset[str] | None:
+def _folded_needles(patterns: tuple[LazyPattern, ...]) -> frozenset[str] | None:
     """Literals (lower-cased) of which a text must hold one to match any of the patterns;
     None when some pattern requires no literal."""
     needles: set[str] = set()

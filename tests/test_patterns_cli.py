@@ -132,3 +132,14 @@ def test_patterns_new_turns_an_unknown_into_a_signature_in_one_step(tmp_path):
                      "    read()\nflood.schema.EventSchemaError: event_7: rainfall has 90 steps but nodes have 91\n")
     report = json.loads(invoke(["scan", str(other), "--patterns", str(folder), "--format", "json"]).output)
     assert [i["signature"] for i in report["incidents"]] == ["event-schema-error"]
+
+
+def test_every_builtin_signature_passes_the_eager_checks():
+    """The built-in knowledge base loads lazily (regexes compile on first use); here every
+    regex compiles and every placeholder and group_by name has its capture."""
+    from postmortem.knowledge import load_directory
+    from postmortem.resources import patterns_dir
+
+    for sig in load_directory(patterns_dir(), eager=True):
+        for pattern in sig.message_patterns + sig.line_patterns + sig.exclude_patterns:
+            assert pattern.compile() is not None, (sig.id, pattern.pattern)
