@@ -151,7 +151,9 @@ def scan_command(paths, input_format, template_path,
         except sandbox.TemplateError as exc:
             raise BadInput(str(exc)) from None
     elif fmt == "jsonl":
-        text = "".join(_jsonl_line(source, [i for i in report.incidents if i.source == source])
+        # A notebook's incidents cite "nb.ipynb, cell 3": they belong to the line of nb.ipynb.
+        text = "".join(_jsonl_line(source, [i for i in report.incidents
+                                            if i.source == source or i.source.startswith(f"{source}, ")])
                        for source in report.sources)
     else:
         text = render_json(report) if fmt == "json" else render_markdown(report)

@@ -78,6 +78,13 @@ def test_several_inputs_at_once_each_cite_their_places(tmp_path):
     ]
 
 
+def test_jsonl_from_a_pipe_keeps_the_notebook_s_incidents():
+    result = run(["scan", "--format", "jsonl"], NOTEBOOK.read_bytes())
+    [line] = [json.loads(text) for text in result.output.splitlines()]
+    assert line["source"] == "<stdin>"
+    assert [i["source"] for i in line["incidents"]] == ["<stdin>, cell 6", "<stdin>, cell 8"]
+
+
 def test_the_markdown_draft_names_the_cell():
     result = run(["scan", str(NOTEBOOK)])
     assert f"{NOTEBOOK.name}, cell 6, line 30" in result.output
