@@ -130,6 +130,21 @@ def write_journal(journal: JournalFile, text: str) -> None:
     if path.is_symlink():
         path = path.resolve()  # write through the link, keep the link
     data = text.encode(journal.encoding)
+
+    def before_rename(temp_name: str) -> None:
+        if journal.exists:
+            os.chmod(temp_name, os.stat(path).st_mode & 0o7777)
+        _check_unchanged(journal, path)
+        if journal.exists:
+            _replace_atomically(backup_path(path), journal.raw)
+        # Checked again as late as possible: an editor may have saved while the backup was written.
+        _check_unchanged(journal, path)
+
+    _replace_atomically(path, data, before_rename)
+
+
+def _replace_atomically(path: Path, data: bytes, before_rename=None) -> None:
+    """Write `data` beside `path`, fsync, and rename it over `path`; nothing is left on failure."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
         handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
@@ -140,13 +155,8 @@ def write_journal(journal: JournalFile, text: str) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        if journal.exists:
-            os.chmod(temp_name, os.stat(path).st_mode & 0o7777)
-        _check_unchanged(journal, path)
-        if journal.exists:
-            _write_backup(path, journal.raw)
-        # Checked again as late as possible: an editor may have saved while the backup was written.
-        _check_unchanged(journal, path)
+        if before_rename is not None:
+            before_rename(temp_name)
         os.replace(temp_name, path)
     except BaseException:
         try:
@@ -176,23 +186,6 @@ def _check_unchanged(journal: JournalFile, path: Path) -> None:
             )
     elif current is not None:
         raise JournalChanged(f"{journal.path}: was created by someone else while postmortem worked; nothing was written")
-
-
-def _write_backup(path: Path, data: bytes) -> None:
-    backup = backup_path(path)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{backup.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, backup)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _fsync_directory(directory: Path) -> None:

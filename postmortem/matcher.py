@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import regex
 
 from .knowledge import KnowledgeBase, LazyPattern, Signature
 from .model import Evidence, Match

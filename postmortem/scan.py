@@ -8,7 +8,6 @@ parsed. `every_line=True` reads every line instead: the reference the tests comp
 """
 from __future__ import annotations
 
-import dataclasses
 import bisect
 import dataclasses
 import gzip

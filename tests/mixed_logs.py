@@ -7,6 +7,10 @@ import gzip
 import os
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from postmortem.cli import cli
+
 TRAINING = """[{day} 09:00:01] ***** Running training *****
 [{day} 09:00:01]   Num examples = 12,000
 {{'loss': 2.4137, 'grad_norm': 1.482, 'learning_rate': 1.98e-05, 'epoch': 0.03}}
@@ -87,3 +91,12 @@ def write_mixed_logs(folder: Path, broken: bool = True) -> list[str]:
     (folder / "weights").write_bytes(b"PK\x03\x04\x00\x00binary")
     (folder / "_SUCCESS").write_text("")
     return sorted(LOGS, key=lambda name: Path(name).parts)
+
+
+def invoke(args):
+    """Run the CLI with a neutral locale, stderr kept apart from the report."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click 8.1; 8.2 keeps stderr apart by itself
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(cli, args, env={"POSTMORTEM_LANG": "", "LC_ALL": "", "LANG": ""})

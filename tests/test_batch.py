@@ -6,9 +6,8 @@ import pickle
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from mixed_logs import BROKEN, EXPECTED_FILES, LOGS, write_mixed_logs
+from mixed_logs import BROKEN, EXPECTED_FILES, invoke, write_mixed_logs
 from postmortem.batch import (
     REPORTS,
     RESULTS,
@@ -21,7 +20,6 @@ from postmortem.batch import (
     scan_logs,
     split_batches,
 )
-from postmortem.cli import cli
 from postmortem.render import render_json, render_markdown
 from postmortem.scan import Scanner, build_report, scan
 
@@ -33,12 +31,6 @@ def rendered(report):
     return render_markdown(report) + render_json(report)
 
 
-def invoke(args):
-    try:
-        runner = CliRunner(mix_stderr=False)  # click 8.1; 8.2 keeps stderr apart by itself
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, args, env={"POSTMORTEM_LANG": "", "LC_ALL": "", "LANG": ""})
 
 
 @pytest.fixture

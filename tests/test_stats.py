@@ -5,23 +5,14 @@ import io
 import json
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from mixed_logs import BROKEN, EXPECTED_FILES, FAILED, RUNS, write_mixed_logs
+from mixed_logs import BROKEN, EXPECTED_FILES, FAILED, RUNS, invoke, write_mixed_logs
 from postmortem.batch import SUMMARIES, ScanOptions, collect, find_logs, scan_logs
-from postmortem.cli import cli
 from postmortem.stats import build_stats, combine_partials, partial_table, render_stats
 
 
-def invoke(args):
-    try:
-        runner = CliRunner(mix_stderr=False)  # click 8.1; 8.2 keeps stderr apart by itself
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, args, env={"POSTMORTEM_LANG": "", "LC_ALL": "", "LANG": ""})
 
 
 @pytest.fixture
