@@ -204,7 +204,9 @@ def _scan_many(sources, fmt, kb, lang, redact, jobs, scheduler, output, plot_dir
                     for item in outcome.scans:
                         read += 1
                         found += len(item.report.incidents)
-                        write(_jsonl_line(item.source, item.report.incidents))
+                        # The report's own name of the log: redacted like everything else it says.
+                        source = item.report.sources[0] if item.report.sources else item.source
+                        write(_jsonl_line(source, item.report.incidents))
                 _check_something_read(read, skipped)
             for problem in problems:
                 bar.warn(problem)

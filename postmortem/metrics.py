@@ -73,10 +73,14 @@ DICT_PAIR_RE = re.compile(
     r"""['"]([^'"\\]+)['"]\s*:\s*(?:np\.float\d*\(|tensor\()?\s*(?:'([^']*)'|"([^"]*)"|([^,}\s()]+))\s*\)?"""
 )
 DICT_CORE_RE = re.compile(r"loss|reward|grad_norm|learning_rate|'lr'|\"lr\"|epoch|step|acc", re.I)
+# The description runs up to the first `|` (or to the count); the percentage and the spaces
+# before it are stripped in code: a lazy description followed by `\s*` split a run of spaces
+# in every way (8,000 spaces took seconds).
 BAR_RE = re.compile(
-    r"^(?P<desc>[^|\[]*?)\s*(?:\d{1,3}%)?\|[^|]*\|\s*(?P<n>\d+)/(?:\d+|\?)\s*\[(?P<info>[^\]]*)\]\s*$"
-    r"|^(?P<desc2>[^|\[]*?)\s*(?P<n2>\d+)it\s*\[(?P<info2>[^\]]*)\]\s*$"
+    r"^(?P<desc>[^|\[]*)\|[^|]*\|\s*(?P<n>\d+)/(?:\d+|\?)\s*\[(?P<info>[^\]]*)\]\s*$"
+    r"|^(?P<desc2>[^|\[]*?)(?<![\d])(?P<n2>\d+)it\s*\[(?P<info2>[^\]]*)\]\s*$"
 )
+BAR_PERCENT_RE = re.compile(r"\s*\d{1,3}%\s*$")
 BAR_EPOCH_RE = re.compile(r"\bEpoch\s+(\d+)", re.I)
 POSTFIX_RE = re.compile(rf"(?:^|,)\s*([A-Za-z][\w/.\-]*)=\s*({_NUM})\s*(?=,|$)", re.I)
 LINE_HINT_RE = re.compile(r"loss|\blr\b|learning_rate|grad_?norm|reward|acc|ppl|perplexity", re.I)
@@ -349,6 +353,7 @@ class MetricCollector:
         if match is None:
             return False
         desc = match.group("desc") if match.group("n") is not None else match.group("desc2")
+        desc = BAR_PERCENT_RE.sub("", desc).rstrip()
         n = match.group("n") or match.group("n2")
         info = match.group("info") if match.group("n") is not None else match.group("info2")
         self._bar = (line.number, int(n))

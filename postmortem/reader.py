@@ -37,8 +37,11 @@ ANSI_RE = regex.compile(
 )
 # A tqdm bar, as tqdm and the libraries that wrap it (Trainer, Lightning, accelerate) draw it:
 # "desc:  42%|████▏     | 210/500 [00:10<00:14, 20.1it/s, loss=0.43]" or "123it [00:01, 99.0it/s]".
+# Searched, not matched from the start: whatever precedes the bar is its description. Every
+# run is bounded or anchored so that a pathological line (a megabyte of digits) stays linear.
 PROGRESS_BAR_RE = regex.compile(
-    r"^[^\r\n]*?(?:\d{1,3}%\|[^|]*\|\s*[\d.]+[kMGT]?/[\d.?]+[kMGT]?|[\d.]+[kMGT]?it)\s*\[[^\]]*\]"
+    r"(?:\d{1,3}%\|[^|\r\n]{0,200}\|\s*[\d.]{1,20}[kMGT]?/[\d.?]{1,20}[kMGT]?|(?<![\d.])[\d.]{1,20}[kMGT]?it)"
+    r"\s*\[[^\]\r\n]{0,300}\]"
 )
 # Prefixes that launchers put before every line of a process: torchrun (`[rank3]:`,
 # `[default0]:` with --tee), mpirun (`[1,0]<stderr>:`).
@@ -198,7 +201,7 @@ def _split_glued_bar(segment: str) -> list[str]:
     """["bar", "text glued after it"] when a bar is followed by other output, else [segment]."""
     if segment.rstrip().endswith("]") or ("%|" not in segment and "it [" not in segment):
         return [segment]
-    match = PROGRESS_BAR_RE.match(segment)
+    match = PROGRESS_BAR_RE.search(segment)
     if match is None:
         return [segment]
     rest = segment[match.end():]

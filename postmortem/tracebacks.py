@@ -196,7 +196,7 @@ class _StreamParser:
         return (
             bool(self.stacks) and not self.in_group and not self.marker_seen and not line.header
             and len(self.tail) < MAX_HELD_LINES and not HEADER_RE.match(line.text)
-            and PROGRESS_BAR_RE.match(line.text) is None
+            and PROGRESS_BAR_RE.search(line.text) is None
         )
 
     def _absorb_tail(self) -> None:
@@ -254,7 +254,8 @@ class _StreamParser:
                 filename, lineno, func = ipy["cell"].replace(" ", ""), int(ipy["cline"]), ipy["cfunc"] or "<module>"
                 filename = f"Cell {filename}"
             elif ipy["file"]:
-                filename, lineno, func = ipy["file"], int(ipy["line"]), ipy["func"]
+                # IPython 8 prints the signature: "in TinyLoRA.forward(self, x)"; keep the name.
+                filename, lineno, func = ipy["file"], int(ipy["line"]), ipy["func"].split("(", 1)[0]
             else:
                 filename, lineno, func = ipy["ofile"], None, ipy["ofunc"]
             current.frames.append(Frame(filename, lineno, func, "", is_in_app(filename)))
@@ -318,7 +319,7 @@ class _StreamParser:
             return False
         if self.in_group and GROUP_BORDER_RE.match(text):
             return False
-        return PROGRESS_BAR_RE.match(text) is None
+        return PROGRESS_BAR_RE.search(text) is None
 
     # -- building -----------------------------------------------------------------------------
     def _close_stack(self) -> None:

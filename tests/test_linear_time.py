@@ -53,17 +53,13 @@ def test_a_pathological_line_scans_in_linear_time(scanner, name):
     assert_linear(lambda text: scan_bytes((text + "\n").encode(), scanner=scanner), LINES[name])
 
 
-# Known quadratic regexes in modules this suite does not own (see benchmarks/bench_worst_case.py
-# --regexes): strict, so that the fix turns them into failures that ask for the mark to go.
-@pytest.mark.xfail(strict=True, reason="reader.PROGRESS_BAR_RE: the lazy `^[^\\r\\n]*?` before `[\\d.]+it` "
-                                       "rescans a run of digits from every position")
+# Once quadratic (see benchmarks/bench_worst_case.py --regexes): the bar regexes of the reader
+# and of the metrics parser.
 def test_a_run_of_digits_before_it_bracket_is_linear(scanner):
     assert_linear(lambda text: scan_bytes(text.encode(), scanner=scanner),
                   lambda n: "train loss " + "1" * (n // 2) + "it [\n")
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.BAR_RE: the lazy `desc` and the `\\s*` after it split a run of "
-                                       "spaces in n ways, from every position")
 def test_a_run_of_spaces_in_a_bar_like_line_is_linear(scanner):
     assert_linear(lambda text: scan_bytes(text.encode(), scanner=scanner),
                   lambda n: "loss" + " " * (n // 5) + "|]x[]\n")

@@ -39,19 +39,13 @@ def test_journalctl_cgroup_oom_is_the_host_oom_signature():
 
 # Known gaps, in patterns/host-oom-killed.toml (not this file's to change): strict, so that the
 # fix turns them into failures that ask for the mark to go.
-@pytest.mark.xfail(strict=True, reason="host-oom-killed wants 'slurmstepd: error:'; Slurm also prints "
-                                       "'slurmstepd-<node>: error: Detected 1 oom_kill event ...'")
 def test_slurmstepd_with_the_node_name_is_an_oom_kill():
     assert found("slurm-4242426.out")[0][0] == "host-oom-killed"
 
 
-@pytest.mark.xfail(strict=True, reason="a timestamped '[...] error: Detected 1 oom_kill event in StepId=...' "
-                                       "has no 'slurmstepd: ' prefix once the reader strips the timestamp")
 def test_a_timestamped_oom_kill_event_is_an_oom_kill():
     assert found("slurm-4242427.out")[0][0] == "host-oom-killed"
 
 
-@pytest.mark.xfail(strict=True, reason="no signature reads Kubernetes eviction under memory pressure: "
-                                       "'Reason: Evicted' / 'The node was low on resource: memory.'")
 def test_a_pod_evicted_for_node_memory_pressure_is_a_host_oom():
     assert found("kubectl-describe-pod-evicted.txt")[0][0] == "host-oom-killed"
