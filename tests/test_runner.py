@@ -110,18 +110,29 @@ def test_ctrl_c_is_passed_to_the_child_and_its_ending_is_recorded(tmp_path):
     log = tmp_path / "interrupted.log"
     script = "import time\nprint('ready', flush=True)\ntime.sleep(30)"
 
+    done = threading.Event()
+
     def press_ctrl_c():
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not done.is_set():
             # The header line quotes the script, so wait for the child's own line.
             if log.exists() and "\nready\n" in log.read_text():
                 os.kill(os.getpid(), signal.SIGINT)  # as the terminal would, to our process group
                 return
             time.sleep(0.05)
 
-    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
     started = time.monotonic()
-    record = runner.run_command([sys.executable, "-c", script], log, output=io.BytesIO())
+    pytest_handler = signal.getsignal(signal.SIGINT)
+    try:
+        record = runner.run_command([sys.executable, "-c", script], log, output=io.BytesIO())
+    finally:
+        # A press that comes too late must not reach pytest as a KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        done.set()
+        presser.join(timeout=30)
+        signal.signal(signal.SIGINT, pytest_handler)
     assert time.monotonic() - started < 20
     assert record.interrupted
     assert record.signal == signal.SIGINT and record.status == 130
