@@ -22,13 +22,13 @@ from .evidence import evidence_from_line, evidence_from_trace
 from .formats import PlaceMap, cite_places, open_document
 from .grouping import group_incidents
 from .knowledge import KnowledgeBase, load_knowledge_base
-from .matcher import Matcher
 from .detectors import resolve_thresholds
+from .matcher import Matcher
 from .metrics import MetricCollector
 from .model import Evidence, Incident, LogLine, Match, Report, Trace
 from .prefilter import ERROR, METRIC, NON_FINITE, Prefilter, needles_for
-from .reader import CHUNK_BYTES, InputError, LineDecoder, clean_line, display_name, open_source, read_chunks, split_physical_line
-from .reader import read_log
+from .reader import (CHUNK_BYTES, InputError, LineDecoder, clean_line, display_name, open_source, read_chunks,
+                     read_log, split_physical_line)
 from .redact import redact_report
 from .texts import DEFAULT_LANG
 from .tracebacks import TracebackSplitter
@@ -177,8 +177,6 @@ def scan_bytes(data: bytes, *, kb: KnowledgeBase | None = None, lang: str = DEFA
     result = scanner.scan_stream(document.stream, source)
     result.places = document.places
     return build_report([result], scanner.kb, lang, redact, keep_hints)
-
-
 
 
 class _SourceScan:
