@@ -24,7 +24,15 @@ HEADER_RE = regex.compile(
     r"^\s*(?:\+\s*)?(?:Exception Group )?Traceback \(most recent call last\):?\s*$"
     # IPython: "RuntimeError                              Traceback (most recent call last)"
     r"|^\s*(?P<ipython_type>[A-Za-z_][\w.]*)\s+Traceback \(most recent call last\)\s*$"
+    # rich (accelerate, typer, many CLIs): "╭──── Traceback (most recent call last) ────╮"
+    r"|^\s*╭─+ Traceback \(most recent call last\) ─+╮\s*$"
 )
+# Inside a rich box every line is "│ ... │"; a frame reads "│ /path/file.py:42 in forward │" (a
+# long path wraps onto the next box line) and its code line "│ ❱ 42 │   code │".
+RICH_BOX_LINE_RE = regex.compile(r"^\s*[│╰╭]")
+RICH_CONTENT_RE = regex.compile(r"^\s*│ ?(?P<content>.*?)\s*│?\s*$")
+RICH_FRAME_RE = regex.compile(r"^(?P<file>\S+?):(?P<line>\d+) in (?P<func>\S+)$")
+RICH_CODE_RE = regex.compile(r"^❱\s*\d+\s*│\s?(?P<code>.*)$")
 FRAME_RE = regex.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
 IPYTHON_FRAME_RE = regex.compile(
     r"^\s*(?:Cell (?P<cell>In\s*\[\d+\]), line (?P<cline>\d+)(?:, in (?P<cfunc>.+?))?"
@@ -101,6 +109,7 @@ class _PendingStack:
     is_cause: bool = False
     line_number: int = 0
     code_expected: bool = False
+    path_head: str = ""  # rich: a frame's path wrapped onto two box lines
 
 
 class _StreamParser:
@@ -241,6 +250,9 @@ class _StreamParser:
     def _feed_frames(self, line: LogLine, text: str) -> Iterator[LogLine | Trace]:
         current = self.current
         assert current is not None
+        if RICH_BOX_LINE_RE.match(text):
+            self._feed_rich_box_line(current, text)
+            return
         frame = FRAME_RE.match(text)
         if frame is not None:
             current.frames.append(
@@ -291,6 +303,28 @@ class _StreamParser:
             yield from self.feed(line)
             return
         yield line
+
+    def _feed_rich_box_line(self, current: _PendingStack, text: str) -> None:
+        """A line of rich's boxed traceback: a frame, its highlighted code line, or decoration."""
+        content = RICH_CONTENT_RE.match(text)
+        body = content["content"] if content is not None and text.lstrip().startswith("│") else ""
+        if not body:
+            current.path_head = ""
+            return
+        frame = RICH_FRAME_RE.match(current.path_head + body) or RICH_FRAME_RE.match(body)
+        if frame is not None:
+            filename = frame["file"]
+            current.frames.append(Frame(filename, int(frame["line"]), frame["func"], "", is_in_app(filename)))
+            current.path_head = ""
+            return
+        code = RICH_CODE_RE.match(body)
+        if code is not None and current.frames:
+            last = current.frames[-1]
+            source = code["code"].replace("│", " ").strip()  # rich draws indent guides with │
+            current.frames[-1] = Frame(last.filename, last.lineno, last.name, source, last.in_app)
+            return
+        # The first half of a path that rich wrapped: "/opt/.../errors/__init__." then "py:346 in wrapper".
+        current.path_head = body if ("/" in body or "\\" in body) and " " not in body else ""
 
     def _set_exception(self, exception: regex.Match, line: LogLine) -> None:
         current = self.current

@@ -196,3 +196,38 @@ def test_a_header_after_a_prompt_on_the_same_line_starts_a_traceback():
 ValueError: The repository for x/y contains custom code which must be executed to correctly load the model.
 ''')
     assert trace.stacks[0].in_app_frame.lineno == 3
+
+
+RICH = """╭─────────────────────────────── Traceback (most recent call last) ────────────────────────────────╮
+│ /home/user/proj/train.py:42 in <module>                                                          │
+│                                                                                                  │
+│   39 │                                                                                           │
+│   40 │   model = build()                                                                         │
+│ ❱ 42 │   trainer.train()                                                                         │
+│   43                                                                                             │
+│                                                                                                  │
+│ /opt/conda/lib/python3.10/site-packages/torch/distributed/elastic/multiprocessing/errors/__init__. │
+│ py:346 in wrapper                                                                                │
+│                                                                                                  │
+│   345 │   │   │   try:                                                                           │
+│ ❱ 346 │   │   │   │   return f(*args, **kwargs)                                                  │
+│   347 │   │   │   except SystemExit as se:                                                       │
+│ ╭──────────────────────────────────────── locals ────────────────────────────────────────╮       │
+│ │ args = ()                                                                              │       │
+│ ╰────────────────────────────────────────────────────────────────────────────────────────╯       │
+╰──────────────────────────────────────────────────────────────────────────────────────────────────╯
+RuntimeError: expected mat1 and mat2 to have the same dtype, but got: c10::BFloat16 != float
+"""
+
+
+def test_a_rich_boxed_traceback_gives_its_frames_and_exception():
+    [trace] = traces_of(RICH)
+    [stack] = trace.stacks
+    assert stack.exc_type == "RuntimeError" and "c10::BFloat16" in stack.message
+    assert [(f.filename, f.lineno, f.name) for f in stack.frames] == [
+        ("/home/user/proj/train.py", 42, "<module>"),
+        ("/opt/conda/lib/python3.10/site-packages/torch/distributed/elastic/multiprocessing/errors/__init__.py",
+         346, "wrapper"),
+    ]
+    assert stack.in_app_frame.line == "trainer.train()"
+    assert stack.frames[1].line == "return f(*args, **kwargs)"
