@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import jinja2
+import regex
 
 from . import resources
 from .model import Incident, Report
@@ -13,6 +14,8 @@ from .texts import ui_strings
 
 JSON_VERSION = 1
 ITEM_INDENT = "  "  # continuation lines of a Markdown list item
+# A line that starts a Markdown block of its own: never joined to the line before it.
+BLOCK_START_RE = regex.compile(r"^(?:[-*+] |\d+[.)] |#|>|\||```)")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,49 @@ def _continue_item(text: object) -> str:
     """Indent every line after the first, so multi-line text stays inside its list item."""
     lines = str(text).split("\n")
     return "\n".join([lines[0]] + [ITEM_INDENT + line if line.strip() else "" for line in lines[1:]])
+
+
+def _unwrap(text: object) -> str:
+    """Join the soft line breaks of prose paragraphs; keep code, lists and blank lines as they are.
+
+    Signature texts are wrapped at ~100 columns in their TOML files. In a journal that is one line
+    per bullet, and a Markdown renderer turns each soft break into a space, which in Chinese reads
+    as a stray gap: `要求所有浮点操作数的 dtype` must not become `要求所有浮点操作数的\ndtype`.
+    """
+    out: list[str] = []
+    in_code = False
+    for line in str(text).split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            in_code = not in_code
+            out.append(line)
+            continue
+        previous = out[-1] if out else ""
+        joinable = (
+            not in_code and stripped and previous.strip() and not previous.strip().startswith("```")
+            and not BLOCK_START_RE.match(stripped)
+        )
+        if joinable:
+            out[-1] = previous.rstrip() + _joiner(previous.rstrip()[-1:], stripped[:1]) + stripped
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _joiner(left: str, right: str) -> str:
+    # Chinese runs on without spaces, and full-width punctuation needs none; between Chinese and
+    # Latin text (`的 dtype`) and between Latin words a space stays, as the texts are written.
+    if _is_cjk_punctuation(left) or _is_cjk_punctuation(right):
+        return ""
+    return "" if _is_cjk(left) and _is_cjk(right) else " "
+
+
+def _is_cjk(char: str) -> bool:
+    return bool(char) and "\u2e80" <= char <= "\u9fff"
+
+
+def _is_cjk_punctuation(char: str) -> bool:
+    return bool(char) and ("\u3000" <= char <= "\u303f" or "\uff00" <= char <= "\uffef")
 
 
 def _capitalize_first(text: str) -> str:
@@ -57,6 +103,7 @@ def template_environment() -> jinja2.Environment:
     )
     env.filters["continue_item"] = _continue_item
     env.filters["capitalize_first"] = _capitalize_first
+    env.filters["unwrap"] = _unwrap
     env.filters["table_cell"] = _table_cell
     env.filters["code_span"] = _code_span
     return env
