@@ -20,6 +20,7 @@ from .model import Evidence, Match
 from .prefilter import required_literals
 
 REGEX_TIMEOUT_SECONDS = 1.0
+MAX_TIMEOUTS = 3  # per signature and scan, before it is switched off
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Matcher:
 
     def __post_init__(self) -> None:
         self._disabled: set[str] = set()
+        self._timeouts: dict[str, int] = {}
         ranked = sorted(self.kb.signatures, key=lambda s: (-s.priority, s.id))
         ranked = [s for s in ranked if s.status != "deprecated"]
         self._builtin = _Channels([s for s in ranked if s.learned is None])
@@ -106,11 +108,20 @@ class Matcher:
         try:
             return pattern.search(text, timeout=self.timeout)
         except TimeoutError:
-            self._disabled.add(sig.id)
-            self.problems.append(
-                f"{sig.path}: a regex took longer than {self.timeout:g}s on one line; "
-                f"signature '{sig.id}' is disabled for this scan"
-            )
+            # One pathological line costs that line only; a regex that keeps timing out is
+            # switched off, so that it cannot cost a second per line of a long log.
+            self._timeouts[sig.id] = self._timeouts.get(sig.id, 0) + 1
+            if self._timeouts[sig.id] >= MAX_TIMEOUTS:
+                self._disabled.add(sig.id)
+                self.problems.append(
+                    f"{sig.path}: a regex took longer than {self.timeout:g}s on {MAX_TIMEOUTS} lines; "
+                    f"signature '{sig.id}' is disabled for the rest of this scan"
+                )
+            else:
+                self.problems.append(
+                    f"{sig.path}: a regex took longer than {self.timeout:g}s on one line; "
+                    f"signature '{sig.id}' skipped that line"
+                )
             return None
 
 
