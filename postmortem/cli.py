@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .batch import LOG_RULE
 from .examples import check_signature
+from .files import replace_atomically
 from .formats import INPUT_FORMATS
 from .knowledge import KnowledgeBase, SignatureError, load_knowledge_base, load_signature, signature_files
 from .reader import InputError
@@ -709,13 +710,7 @@ def _check_output_path(output: Path, sources: list[str], force: bool) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
+    replace_atomically(path, text.encode("utf-8"))
 
 
 class _progress:

@@ -20,13 +20,13 @@ import codecs
 import datetime as dt
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import regex
 
+from .files import replace_atomically
 from .model import Incident
 from .render import render_attempts, render_entry
 
@@ -144,27 +144,10 @@ def write_journal(journal: JournalFile, text: str) -> None:
 
 
 def _replace_atomically(path: Path, data: bytes, before_rename=None) -> None:
-    """Write `data` beside `path`, fsync, and rename it over `path`; nothing is left on failure."""
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        replace_atomically(path, data, before_rename)
     except OSError as exc:
-        raise JournalError(f"{path}: cannot write in {directory} ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if before_rename is not None:
-            before_rename(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+        raise JournalError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def backup_path(path: Path) -> Path:
@@ -186,20 +169,6 @@ def _check_unchanged(journal: JournalFile, path: Path) -> None:
             )
     elif current is not None:
         raise JournalChanged(f"{journal.path}: was created by someone else while postmortem worked; nothing was written")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable; not every platform lets a folder be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- the structure of the text ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import regex
 
+from .files import replace_atomically
 from .journal import JournalEntry, parse_entries, read_journal
 from .knowledge import KnowledgeBase, SignatureError, compile_signature, load_knowledge_base, user_patterns_dir
 from .toml_write import toml_regex, toml_string, toml_text
@@ -132,7 +133,7 @@ def learn_journal(
         if old == text:
             result.unchanged.append(sig_id)
             continue
-        _write_text(path, text)
+        replace_atomically(path, text.encode("utf-8"))
         (result.updated if old is not None else result.learned).append(sig_id)
     # Entries edited so that they no longer quote an error, or deleted: their signatures go too.
     for path in sorted(directory.glob(f"{ID_PREFIX}-{journal_id}-*.toml")):
@@ -266,12 +267,6 @@ def _learned_from(path: Path) -> str | None:
         return None
     learned = raw.get("learned")
     return learned.get("journal") if isinstance(learned, dict) else None
-
-
-def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
 
 
 def learned_ids(result: LearnResult) -> Iterable[str]:
