@@ -8,7 +8,7 @@ none cannot match any signature. Metric lines have needles of their own, so the 
 treat them in bulk.
 
 Engines: Hyperscan (SIMD multi-literal search, `pip install postmortem[fast]`) when it is
-installed, else one `re` alternation. Both give the same offsets; the tests compare them.
+installed, else one `re` alternation. Both find the same lines; the tests compare them.
 """
 from __future__ import annotations
 
@@ -20,8 +20,13 @@ from dataclasses import dataclass
 from .knowledge import KnowledgeBase
 from .metrics import METRIC_NEEDLES
 
-# What the traceback parser and the evidence stage look for (tracebacks.py, evidence.py).
-PARSER_NEEDLES = ("Traceback", "Error", "Exception", "Warning")
+# What the traceback parser and the evidence stage look for (tracebacks.py, evidence.py): a
+# traceback's header, and the shapes of a bare exception or warning line (`ValueError: ...`, a
+# line ending in `SomeError`, `file.py:3: UserWarning: ...`). Spelled with what follows the type
+# name, so that metric names (`val/MeanSquaredError=0.1`) and class names (`ErrorCallback`) are
+# not hits. `\x1b`: IPython and coloured loggers print the type in colour (`Error\x1b[0m: ...`).
+PARSER_NEEDLES = ("Traceback", "Error:", "Exception:", "Warning:", "Error\x1b", "Exception\x1b",
+                  "Warning\x1b", "Error\n", "Error\r", "Exception\n", "Exception\r")
 # Lines that may carry metrics: metrics.py says which literals the lines it reads hold.
 # Non-finite values: a metrics line holding one is always read, however many lines are sampled.
 # Spelled with the delimiters metric printers put before a value, so that "financial" and
@@ -182,7 +187,7 @@ class Prefilter:
     def _compile_hyperscan(self) -> None:
         import hyperscan
 
-        expressions = [re.escape(data) for data, _ in self._patterns]
+        expressions = [_hyperscan_literal(data) for data, _ in self._patterns]
         flags = [hyperscan.HS_FLAG_CASELESS if n.caseless else 0 for _, n in self._patterns]
         self._kinds = [n.kind for _, n in self._patterns]
         self._db = hyperscan.Database()
@@ -210,6 +215,12 @@ def _trie_pattern(literals: list[bytes]) -> bytes:
         return b"(?:" + body + b")?" if None in node else body
 
     return build(trie)
+
+
+def _hyperscan_literal(data: bytes) -> bytes:
+    """A literal as a Hyperscan expression: every byte but letters and digits as `\\xHH`, which
+    its parser reads the same way whatever the byte (a newline, a quote, a GB18030 byte)."""
+    return b"".join(bytes([byte]) if bytes([byte]).isalnum() else b"\\x%02x" % byte for byte in data)
 
 
 def _encodings(text: str) -> list[bytes]:
