@@ -12,6 +12,7 @@ installed, else one `re` alternation. Both find the same lines; the tests compar
 """
 from __future__ import annotations
 
+import functools
 import re
 import re._parser as sre_parse  # the stdlib's own regex parser: to read literals out of patterns
 from collections.abc import Iterable
@@ -49,10 +50,13 @@ class Needle:
     kind: int  # ERROR or METRIC
 
 
-def required_literals(pattern: str) -> list[tuple[str, bool]] | None:
-    """Literals of which at least one occurs in any text the pattern matches: [(literal, caseless)].
+@functools.lru_cache(maxsize=4096)
+def required_literals(pattern: str) -> tuple[tuple[str, bool], ...] | None:
+    """Literals of which at least one occurs in any text the pattern matches: ((literal, caseless), ...).
 
     None when no literal of MIN_NEEDLE_LENGTH is required (the pattern then needs every line).
+    Cached: the matcher and both prefilters ask for the same patterns, and parsing them is a
+    good part of the start-up time.
     """
     try:
         parsed = sre_parse.parse(pattern)
@@ -62,7 +66,7 @@ def required_literals(pattern: str) -> list[tuple[str, bool]] | None:
     best = _best_requirement(list(parsed), caseless)
     if best is None or min(len(text) for text, _ in best) < MIN_NEEDLE_LENGTH:
         return None
-    return best
+    return tuple(best)
 
 
 def _best_requirement(items: list, caseless: bool) -> list[tuple[str, bool]] | None:
