@@ -65,14 +65,16 @@ class Matcher:
     def _match_exception(self, channels: _Channels, evidence: Evidence) -> Match | None:
         folded = evidence.text.lower()
         present = {needle for needle in channels.all_message_needles if needle in folded}
-        for sig, needles in zip(channels.exception_sigs, channels.message_needles):
+        for sig, needles, per_pattern in zip(channels.exception_sigs, channels.message_needles,
+                                             channels.message_pattern_needles):
             if sig.id in self._disabled or not _type_matches(sig, evidence.exc_type):
                 continue
             if needles is not None and not needles & present:
                 continue
             variables: dict[str, str] | None = {}
             if sig.message_patterns:
-                variables = self._search_all(sig, sig.message_patterns, evidence.text)
+                variables = self._search_all(sig, _worth_trying(sig.message_patterns, per_pattern, present),
+                                             evidence.text)
             if variables is not None and not self._excluded(sig, evidence):
                 return Match(sig.id, evidence, variables)
         return None
@@ -83,10 +85,11 @@ class Matcher:
         # A line can only match a signature whose required literals it holds: one pass over
         # the distinct literals, then a set intersection per signature, instead of its regexes.
         present = {needle for needle in channels.all_needles if needle in folded}
-        for sig, needles in zip(channels.line_sigs, channels.line_needles):
+        for sig, needles, per_pattern in zip(channels.line_sigs, channels.line_needles,
+                                             channels.line_pattern_needles):
             if sig.id in self._disabled or (needles is not None and not needles & present):
                 continue
-            variables = self._search_all(sig, sig.line_patterns, text)
+            variables = self._search_all(sig, _worth_trying(sig.line_patterns, per_pattern, present), text)
             if variables is not None and not self._excluded(sig, evidence):
                 return Match(sig.id, evidence, variables)
         return None
@@ -133,18 +136,38 @@ class _Channels:
         self.exception_sigs = [s for s in signatures if s.exception_types or s.message_patterns]
         self.line_sigs = [s for s in signatures if s.line_patterns]
         self.metric_sigs = [s for s in signatures if s.metric]
-        self.line_needles = [_folded_needles(s.line_patterns) for s in self.line_sigs]
-        self.all_needles = frozenset().union(*(n for n in self.line_needles if n is not None))
+        # Literals (lower-cased) a text must hold for a signature, and for each of its patterns,
+        # to be worth a regex search: a line holding one literal of a signature with twenty
+        # patterns (host-oom-killed's "Killed") is searched only by the patterns that need it.
+        self.line_pattern_needles = [[_folded_needles((p,)) for p in s.line_patterns] for s in self.line_sigs]
+        self.line_needles = [_union(n) for n in self.line_pattern_needles]
         # Message patterns get the same shortcut; a signature without them matches on the type.
-        self.message_needles = [_folded_needles(s.message_patterns) if s.message_patterns else None
-                                for s in self.exception_sigs]
-        self.all_message_needles = frozenset().union(*(n for n in self.message_needles if n is not None))
+        self.message_pattern_needles = [[_folded_needles((p,)) for p in s.message_patterns]
+                                        for s in self.exception_sigs]
+        self.message_needles = [_union(n) if n else None for n in self.message_pattern_needles]
+        self.all_needles = _all_literals(self.line_pattern_needles)
+        self.all_message_needles = _all_literals(self.message_pattern_needles)
+
+
+def _union(needles: list[frozenset[str] | None]) -> frozenset[str] | None:
+    """A signature's literals: None when one of its patterns requires none."""
+    return None if any(n is None for n in needles) else frozenset().union(*needles)
+
+
+def _all_literals(per_signature: list[list[frozenset[str] | None]]) -> frozenset[str]:
+    return frozenset().union(*(n for patterns in per_signature for n in patterns if n is not None))
 
 
 def _type_matches(sig: Signature, exc_type: str) -> bool:
     if not sig.exception_types:
         return True
     return any(exc_type == name or exc_type.endswith("." + name) for name in sig.exception_types)
+
+
+def _worth_trying(patterns: tuple[LazyPattern, ...], needles: list[frozenset[str] | None],
+                  present: set[str]) -> list[LazyPattern]:
+    """The patterns whose required literals the text holds (or that require none), in order."""
+    return [p for p, n in zip(patterns, needles) if n is None or n & present]
 
 
 def _folded_needles(patterns: tuple[LazyPattern, ...]) -> frozenset[str] | None:
