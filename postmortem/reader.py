@@ -103,21 +103,32 @@ def read_log(
             stream.close()
 
 
-def read_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def read_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytearray]:
     """Big chunks of whole lines: each chunk but the last ends with a newline.
 
     A chunk is topped up to the end of its last line with one `readline`, which costs far less
     than carrying the tail over to the next chunk. A line longer than MAX_PIECE_BYTES is cut
     (the piece carries no newline, so the next chunk goes on with the same physical line),
     which bounds memory on a file with no newline at all.
+
+    The chunks are one buffer, filled again for each: a chunk is valid until the next one is
+    asked for. A fresh 4 MiB object per chunk cost a gigabyte scan a quarter of a million page
+    faults (a fifth of its time in the kernel).
     """
+    buffer = bytearray(chunk_bytes)
     while True:
-        data = stream.read(chunk_bytes)
-        if not data:
+        if len(buffer) > chunk_bytes:
+            del buffer[chunk_bytes:]  # the last top-up; the allocation stays
+        elif len(buffer) < chunk_bytes:
+            buffer = bytearray(chunk_bytes)  # after a short read
+        size = stream.readinto(buffer)
+        if not size:
             return
-        if data[-1:] != b"\n":
-            data += stream.readline(MAX_PIECE_BYTES)
-        yield data
+        if size < chunk_bytes:
+            del buffer[size:]
+        if buffer[-1] != 0x0A:
+            buffer += stream.readline(MAX_PIECE_BYTES)
+        yield buffer
 
 
 def iter_lines(

@@ -42,10 +42,11 @@ METRIC_SECTION_CATEGORIES = frozenset({"numerics"})
 # Metrics lines are read one by one in a log of up to EXACT_MAX_BYTES, or until a log has shown
 # EXACT_METRIC_LINES of them; beyond that a chunk's metrics lines are sampled (evenly spread),
 # while every line holding a non-finite value, and the lines just before it, are still read.
-# Small logs are exact; huge ones cost bounded time per chunk.
+# Small logs are exact; huge ones cost bounded time per chunk: 32 samples a 4 MiB chunk is ~8,000
+# points a gigabyte, far more than a detector or a sparkline needs, at ~40 us a line to parse.
 EXACT_MAX_BYTES = 64 << 20
 EXACT_METRIC_LINES = 50_000
-METRIC_SAMPLES_PER_CHUNK = 64
+METRIC_SAMPLES_PER_CHUNK = 32
 LINES_BEFORE_NON_FINITE = 32
 # A plain log this big is scanned on two cores: a forked worker scans the tail while this
 # process scans the head, then takes in the worker's findings and, in order, its metrics lines.
@@ -203,6 +204,7 @@ class _SourceScan:
         self.source = source
         self.sample_metrics = sample_metrics
         self.bulk_count = bulk_count  # count newlines with numpy (BULK_COUNT_MIN_BYTES)
+        self._flags = None  # numpy's newline flags of the current chunk
         self.split = split  # where a worker took over the log, in a parallel scan
         self.split_line: int | None = None  # the number of the line at byte `split`
         # A worker keeps the lines its metrics would read, for the parent's collector.
@@ -218,7 +220,7 @@ class _SourceScan:
     def scan_chunk(self, chunk: bytes) -> None:
         base = self.offset
         self.offset += len(chunk)
-        newlines = _newline_counter(chunk, self.bulk_count)
+        newlines = self._newline_counter(chunk)
         if self.split is not None and self.split_line is None and self.offset > self.split:
             self.split_line = self.line_number + newlines(0, self.split - base)
         if self.scanner.prefilter is None:
@@ -261,6 +263,18 @@ class _SourceScan:
         if self.splitter.busy:
             cursor = self._read_lines(chunk, cursor, len(chunk), claim=True, while_busy=True)
         self.line_number += newlines(cursor, len(chunk))
+
+    def _newline_counter(self, chunk: bytearray) -> Callable[[int, int], int]:
+        """count(start, stop): the newlines in chunk[start:stop]."""
+        if not self.bulk_count:
+            return lambda start, stop: chunk.count(b"\n", start, stop)
+        import numpy
+
+        if self._flags is None or len(self._flags) < len(chunk):
+            self._flags = numpy.empty(len(chunk), dtype=bool)  # reused: one allocation per scan
+        flags = self._flags[:len(chunk)]
+        numpy.equal(numpy.frombuffer(chunk, numpy.uint8), ord("\n"), out=flags)
+        return lambda start, stop: int(numpy.count_nonzero(flags[start:stop]))
 
     def take_tail(self, matches: list[Match], unmatched: list[Evidence], problems: list[str],
                   metric_lines: list[LogLine]) -> None:
@@ -384,16 +398,6 @@ def _line_start_near(path, offset: int) -> int:
         stream.seek(offset)
         skipped = stream.readline()
     return offset + len(skipped)
-
-
-def _newline_counter(chunk: bytes, bulk: bool) -> Callable[[int, int], int]:
-    """count(start, stop): the newlines in chunk[start:stop]."""
-    if not bulk:
-        return lambda start, stop: chunk.count(b"\n", start, stop)
-    import numpy
-
-    flags = numpy.frombuffer(chunk, numpy.uint8) == ord("\n")
-    return lambda start, stop: int(numpy.count_nonzero(flags[start:stop]))
 
 
 def _lines_back(chunk: bytes, start: int, floor: int, count: int) -> int:
