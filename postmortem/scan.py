@@ -12,6 +12,7 @@ import bisect
 import dataclasses
 import functools
 import gzip
+import importlib
 import io
 import multiprocessing
 import os
@@ -108,6 +109,8 @@ class Scanner:
             split = _line_start_near(path, int(size * (1 - WORKER_SHARE)))
             if sample:
                 self.sparse_prefilter  # built before the fork, so that the worker shares it
+            if size >= BULK_COUNT_MIN_BYTES:
+                importlib.import_module("numpy")  # before the fork, not once in each process
             worker = _TailWorker(self, path, source, split, sample)
             state = _SourceScan(self, source, sample_metrics=sample, split=split,
                                 bulk_count=size >= BULK_COUNT_MIN_BYTES)
