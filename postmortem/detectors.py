@@ -6,12 +6,15 @@ Each detector has a name that a signature claims with `[match] metric = "<name>"
                  the last finite value and its step, and whether it was finite again later
     divergence   the loss climbed to `factor` x its running minimum, and above its first value, with
                  no NaN after it (a rise that ends in NaN is told by `non-finite`, which then says how
-                 far the loss had climbed: one incident for one failure)
+                 far the loss had climbed: one incident for one failure); or (a bounded loss, which
+                 cannot climb x100) the smoothed training loss fell to half its start, climbed back
+                 `rebound` (0.8) of the way and stayed up
     zero-reward  an RL run whose reward, loss and grad_norm are all exactly 0 for at least
                  `min_steps` leading steps; when (and whether) it broke out
     flat-loss    the loss did not move (its first and last quarter means differ by at most
                  `max_change`, relative) while grad_norm was 0 at every step, or, when no grad_norm is
-                 logged, while PEFT reported `trainable params: 0`
+                 logged, while PEFT reported `trainable params: 0`; or the loss was the same number to
+                 about seven significant digits at every logged step
     grad-spike   grad_norm jumped to `factor` x the median of its previous `window` values (after
                  `min_history` values), with no NaN after it (else `non-finite` tells it)
     lr-anomaly   the learning rate was 0 at every logged step, or was still rising when the run
@@ -38,10 +41,27 @@ from .model import Evidence
 
 # -- thresholds -------------------------------------------------------------------------------
 DIVERGENCE_FACTOR = 100.0  # x the running minimum: "orders of magnitude", not a bad batch
+# A cross-entropy loss cannot climb x100 (from 2.3 it would need 230): it diverges by climbing back
+# to where it started (BERT pretraining: 7.x -> 2.3 -> 7.x, NVIDIA/DeepLearningExamples#401). The
+# rebound rule compares stretches of a REBOUND_WINDOW_PARTS-th of the logged steps (at least
+# REBOUND_MIN_WINDOW) by their quartiles, so noisy batches (batch size 1, logging every step)
+# cannot trigger it:
+REBOUND_MIN_STEPS = 20  # fewer logged steps have no shape to judge
+REBOUND_MIN_WINDOW = 5
+REBOUND_WINDOW_PARTS = 10
+REBOUND_MAX_POINTS = 2_000  # a longer series is read at an even stride: the shape is the same
+REBOUND_LEARNED = 0.6  # the loss first fell to at most 60% of its starting level ...
+REBOUND_RETURN = 0.8  # ... then climbed back 80% of the way it had come down (threshold `rebound`) ...
+REBOUND_KEPT = 0.5  # ... and still held at least half of that loss of progress at its last step
 ZERO_REWARD_MIN_STEPS = 3  # a zero first step or two is every RL run's start
 ZERO_REWARD_WORRY_STEPS = 50  # past this many all-zero steps a cold start needs a look
 FLAT_LOSS_MIN_STEPS = 10  # fewer logged steps say nothing about learning
 FLAT_LOSS_MAX_CHANGE = 0.02  # relative change of the mean loss, first quarter to last quarter
+# A loss identical to about seven significant digits at every logged step has stopped depending on
+# the batches: the weights no longer change or the outputs collapsed (DINO, facebookresearch/dino#246,
+# 11.090352058410645 epoch after epoch). Real training noise is far above this.
+FLAT_LOSS_CONSTANT_SPAN = 1e-6  # (max - min) / |mean| over the whole series
+FLAT_LOSS_CONSTANT_MIN = 1e-3  # a loss rounded to 0.0000 near zero is a converged run, not this
 GRAD_SPIKE_FACTOR = 100.0  # x the median of the previous window
 GRAD_SPIKE_WINDOW = 50
 GRAD_SPIKE_MIN_HISTORY = 10  # no spike can be judged against fewer values
@@ -51,7 +71,7 @@ SUMMARY_EVIDENCE_CHARS = 240  # the metric line quoted as evidence is cut here (
 
 DEFAULT_THRESHOLDS: Mapping[str, Mapping[str, float]] = {
     "non-finite": {},
-    "divergence": {"factor": DIVERGENCE_FACTOR},
+    "divergence": {"factor": DIVERGENCE_FACTOR, "rebound": REBOUND_RETURN},
     "zero-reward": {"min_steps": ZERO_REWARD_MIN_STEPS, "worry_steps": ZERO_REWARD_WORRY_STEPS},
     "flat-loss": {"min_steps": FLAT_LOSS_MIN_STEPS, "max_change": FLAT_LOSS_MAX_CHANGE},
     "grad-spike": {"factor": GRAD_SPIKE_FACTOR, "window": GRAD_SPIKE_WINDOW,
@@ -412,7 +432,7 @@ def _divergence(series, limits: Mapping[str, float]) -> Finding | None:
     # A rise that ends in NaN is told once, by the non-finite finding (which says how far it rose).
     candidates = [t for t in candidates if t.first_bad_row is None]
     if not candidates:
-        return None
+        return _rebound(series, limits["rebound"]) if series.split == TRAIN else None
     track = min(candidates, key=lambda t: watch_priority(t.key))
     watch = track.watch
     row, value, low, low_row = watch.crossed
@@ -438,6 +458,80 @@ def _divergence(series, limits: Mapping[str, float]) -> Finding | None:
     )
     return Finding("divergence", series, row, track.key, values, row,
                    f"{track.key} x{ratio} its minimum", f"{track.key} 达到最小值的 {ratio} 倍")
+
+
+def _rebound_key(series) -> str | None:
+    """The training loss the rebound rule follows: the primary one, else the first key named *loss*
+    (dllogger's `average_loss`, a custom `total_loss`)."""
+    key = series.primary("loss")
+    if key is not None:
+        return key
+    return next((k for k in series.tracks if "loss" in k and not k.startswith(("val", "eval", "test"))), None)
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return ordered[last // 4], median(ordered), ordered[-(-3 * last // 4)]
+
+
+def _rebound(series, share_back: float) -> Finding | None:
+    """The training loss fell to half its start or lower, then climbed back most of the way and
+    stayed up: a divergence no x100 factor can see on a bounded loss."""
+    key = _rebound_key(series)
+    if key is None:
+        return None
+    track = series.tracks[key]
+    if track.bad_total or track.finite < REBOUND_MIN_STEPS:
+        return None
+    rows = [r for r in series.rows() if key in r[R_VALUES]]
+    if len(rows) > REBOUND_MAX_POINTS:
+        rows = rows[:: -(-len(rows) // REBOUND_MAX_POINTS)]
+    values = [r[R_VALUES][key] for r in rows]
+    # Consecutive stretches of the series, each summarised by its quartiles; two levels count as
+    # different only when their stretches do not overlap (the lower one's 3rd quartile below the
+    # higher one's 1st): noise around one level never passes that, a real fall and rise does.
+    size = max(REBOUND_MIN_WINDOW, len(values) // REBOUND_WINDOW_PARTS)
+    bounds = list(range(0, len(values) - size + 1, size))
+    if len(bounds) < 3:
+        return None
+    stretches = [values[b:b + size] if b != bounds[-1] else values[b:] for b in bounds]
+    quart = [_quartiles(stretch) for stretch in stretches]
+    start = quart[0][1]
+    low_at = min(range(len(quart)), key=lambda i: quart[i][1])
+    low, low_top = quart[low_at][1], quart[low_at][2]
+    if start <= 0.0 or low > start * REBOUND_LEARNED or quart[0][0] <= low_top:
+        return None
+    back = low + share_back * (start - low)
+    crossed = next((i for i in range(low_at + 1, len(quart)) if quart[i][1] >= back and quart[i][0] > low_top), None)
+    if crossed is None or quart[-1][1] < low + REBOUND_KEPT * (start - low) or quart[-1][0] <= low_top:
+        return None
+    first_up = next((j for j in range(bounds[crossed], len(values)) if values[j] >= back), bounds[crossed])
+    row = rows[first_up]
+    low_row = rows[bounds[low_at] + len(stretches[low_at]) // 2]
+    peak = max(q[1] for q in quart[crossed:])
+    smooth_last = quart[-1][1]
+    at, at_zh = _at(row)
+    lost = (smooth_last - low) / (start - low)
+    values_out = {
+        "metric": key, "step": format_step(row[R_STEP]), "value": format_value(values[first_up]),
+        "min": format_value(low), "min_step": format_step(low_row[R_STEP]),
+        "ratio": f"{values[first_up] / low:.1f}" if low > 0 else "?", "peak": f"{peak / low:.1f}" if low > 0 else "?",
+        "first": format_value(start), "last": format_value(track.last_any),
+        "split": series.split, "case": "rebound",
+    }
+    values_out["detail"] = (
+        f"`{key}` came down from about {format_value(start)} to {format_value(low)} (step "
+        f"{format_step(low_row[R_STEP])}), then climbed back to {format_value(values[first_up])} at {at} and stayed "
+        f"up: it ended at {values_out['last']}, having lost {lost:.0%} of what it had learned, without turning NaN."
+    )
+    values_out["detail_zh"] = (
+        f"`{key}` 从大约 {format_value(start)} 降到 {format_value(low)}（第 {format_step(low_row[R_STEP])} 步），"
+        f"随后在{at_zh}又回升到 {format_value(values[first_up])} 并一直没有降下来：最后停在 {values_out['last']}，"
+        f"之前学到的下降丢掉了 {lost:.0%}，但没有变成 NaN。"
+    )
+    return Finding("divergence", series, row, key, values_out, row,
+                   f"{key} back near its start", f"{key} 回升到接近初始值")
 
 
 def _zero_reward(series, limits: Mapping[str, float]) -> Finding | None:
@@ -492,12 +586,15 @@ def _flat_loss(series, limits: Mapping[str, float], zero_trainable: bool) -> Fin
     if track.finite < limits["min_steps"] or track.bad_total:
         return None
     grad_key = series.primary("grad")
+    constant = _constant(track)
     if grad_key is not None:
         grad = series.tracks[grad_key]
         if grad.finite < limits["min_steps"] or grad.bad_total or grad.min != 0.0 or grad.max != 0.0 \
                 or printed_as_rounded_zero(series.first_row[R_TEXT], grad_key):
-            return None
-    elif not zero_trainable:
+            if not constant:
+                return None
+            grad_key = None  # gradients were logged and not 0: the constant loss is the evidence
+    elif not zero_trainable and not constant:
         return None  # a flat loss alone can be a tiny learning rate: not enough to say "no learning"
     losses = [r[R_VALUES][loss_key] for r in series.rows() if loss_key in r[R_VALUES]]
     quarter = max(1, len(losses) // 4)
@@ -522,6 +619,12 @@ def _flat_loss(series, limits: Mapping[str, float], zero_trainable: bool) -> Fin
         values["grad_metric"] = grad_key
         en.append(f", and `{grad_key}` was 0 at every step")
         zh.append(f"，`{grad_key}` 每一步都是 0")
+    elif constant:
+        values["constant"] = "yes"
+        en.append(f"; it was the same number to about seven significant digits at every step "
+                  f"({format_value(track.min)}), which no batch-to-batch noise produces")
+        zh.append(f"；每一步都是同一个数（{format_value(track.min)}），前七位有效数字都不变，"
+                  f"正常训练中不同批次的噪声不可能这样")
     else:
         en.append(", no grad_norm is logged")
         zh.append("，日志里没有 grad_norm")
@@ -530,6 +633,14 @@ def _flat_loss(series, limits: Mapping[str, float], zero_trainable: bool) -> Fin
         zh.append("，而且 PEFT 报告了 `trainable params: 0`")
     values.update(detail="".join(en) + ".", detail_zh="".join(zh) + "。")
     return Finding("flat-loss", series, series.first_row, loss_key, values, None, "", "")
+
+
+def _constant(track) -> bool:
+    """The loss was the same number (to FLAT_LOSS_CONSTANT_SPAN, relative) at every logged step."""
+    if track.finite == 0 or track.bad_total:
+        return False
+    mean = (track.max + track.min) / 2
+    return abs(mean) >= FLAT_LOSS_CONSTANT_MIN and (track.max - track.min) <= FLAT_LOSS_CONSTANT_SPAN * abs(mean)
 
 
 def _grad_spike(series, limits: Mapping[str, float]) -> Finding | None:

@@ -88,8 +88,10 @@ INDEX_RE = re.compile(
     r"(?<![\w/.\-])(global_step|iteration|iter|step|epoch)\s*(?:[:=]\s*|\s+|(?=\[))\[?\s*(\d+(?:\.\d+)?)"
     r"(?:\s*/\s*\d+)?\]?(?![\w.])", re.I)
 PAIR_RE = re.compile(rf"(?<![\w/.\-'\"])([A-Za-z][\w/.\-]*)\s*(?:=|:)\s*\[?({_NUM})\]?%?(?![\w./:])", re.I)
+# `name value` columns: the core names, a split word before them (`train loss 1.9`) or any
+# `<prefix>_` (`lm_loss 6.15`, `total_loss 2.3` of custom loops that print `| key value |`).
 SPACE_PAIR_RE = re.compile(
-    rf"(?<![\w/.\-])((?:(?:train|val|valid|eval|test)[ _])?(?:loss|lr|ppl|perplexity|acc|accuracy|grad_norm|gnorm))"
+    rf"(?<![\w/.\-])((?:(?:train|val|valid|eval|test) |[A-Za-z][A-Za-z0-9]*_)?(?:loss|lr|ppl|perplexity|acc|accuracy|grad_norm|gnorm))"
     rf"\s+({_NUM})(?![\w./:%])", re.I)
 WORD_RE = re.compile(r"(?<![\w/.\-])[A-Za-z][A-Za-z_'\-]*")
 FREE_WORDS = frozenset({"train", "training", "val", "valid", "validation", "eval", "evaluation", "test",

@@ -189,6 +189,9 @@ def test_thresholds_come_from_the_environment_and_are_checked():
 
 def test_a_higher_divergence_factor_from_the_environment_silences_the_finding(monkeypatch):
     monkeypatch.setenv("POSTMORTEM_THRESHOLDS", "divergence.factor=100000")
+    # the loss also climbed back past where it started: the rebound rule has its own threshold
+    assert "loss-divergence" in ids("divergence-no-nan.log")
+    monkeypatch.setenv("POSTMORTEM_THRESHOLDS", "divergence.factor=100000,divergence.rebound=100000")
     assert "loss-divergence" not in ids("divergence-no-nan.log")
 
 
@@ -349,3 +352,64 @@ def test_the_dataframe_has_one_row_per_logged_step_and_a_column_per_metric():
     train = frame[frame["split"] == "train"]
     assert train["loss"].tolist() == [0.6931, 0.5512, 0.4218, 0.3377, 0.2964]
     assert frame[frame["split"] == "eval"]["eval_loss"].tolist() == [0.4402]
+
+
+# -- bounded losses diverge by coming back up; a loss fixed to seven digits learns nothing --------
+def _collect(text):
+    collector = MetricCollector()
+    for number, line in enumerate(text.splitlines(), 1):
+        collector.feed(LogLine(number=number, text=line))
+    return collector
+
+
+def _rebound_log(noise=0.0, seed=0):
+    import random
+    rng = random.Random(seed)
+    lines = []
+    for i in range(1, 41):
+        if i <= 20:
+            loss = 2.3 + 5.0 * math.exp(-i / 4)
+        elif i <= 24:
+            loss = 2.35 + (i - 20) * 1.2
+        else:
+            loss = 7.1
+        lines.append(f"step {i * 100} loss={loss * math.exp(rng.gauss(0, noise)):.4f} lr=3.0e-04")
+    return "\n".join(lines)
+
+
+def test_a_cross_entropy_loss_back_at_its_start_is_a_divergence_at_the_step_it_came_back():
+    found = [f for f in _collect(_rebound_log()).findings() if f.text == "divergence"]
+    assert len(found) == 1
+    assert found[0].values["case"] == "rebound" and found[0].values["step"] == "2200"  # 4.75, past 80% of the way back to the start (~4.7)
+    assert "climbed back" in found[0].values["detail"]
+
+
+def test_step_to_step_noise_and_one_bad_batch_are_not_a_rebound():
+    import random
+    rng = random.Random(3)
+    lines = [f"step {i} loss={(0.9 + 1.2 * math.exp(-i / 6)) * math.exp(rng.gauss(0, 0.5)):.4f}" for i in range(1, 81)]
+    lines[50] = "step 51 loss=3.9000"
+    assert not [f for f in _collect("\n".join(lines)).findings() if f.text == "divergence"]
+
+
+def test_the_rebound_threshold_can_be_raised_like_any_other():
+    collector = MetricCollector(resolve_thresholds(environ={"POSTMORTEM_THRESHOLDS": "divergence.rebound=5"}))
+    for number, line in enumerate(_rebound_log().splitlines(), 1):
+        collector.feed(LogLine(number=number, text=line))
+    assert not [f for f in collector.findings() if f.text == "divergence"]
+
+
+def test_a_loss_identical_to_seven_digits_is_no_learning_but_a_rounded_zero_is_not():
+    constant = "\n".join('{"train_loss": 11.090352058410645, "train_lr": %s, "epoch": %d}' % (1e-4 - i * 1e-6, i)
+                         for i in range(12))
+    found = [f for f in _collect(constant).findings() if f.text == "flat-loss"]
+    assert found and found[0].values["constant"] == "yes"
+    rounded = "\n".join("{'loss': 0.0001, 'grad_norm': 0.002, 'learning_rate': 1e-05, 'epoch': %d.0}" % i for i in range(12))
+    assert not _collect(rounded).findings()
+
+
+def test_name_value_columns_with_any_prefix_before_loss_are_read():
+    collector = _collect("[train] iter    500 | lm_loss 6.1574 | lr 3.000e-04 | 42275 tok/s\n"
+                         "[train] iter   1000 | lm_loss 5.2236 | lr 3.000e-04 | 41523 tok/s")
+    rows = [(r["step"], r["lm_loss"], r["lr"]) for r in collector.records()]
+    assert rows == [(500, 6.1574, 0.0003), (1000, 5.2236, 0.0003)]
