@@ -16,6 +16,7 @@ from typing import Any
 import regex
 
 from . import resources
+from .cache import cached
 from .detectors import DETECTORS, ThresholdError, check_thresholds
 
 SCHEMA_VERSION = 1
@@ -160,7 +161,18 @@ def signature_files(directory: Path | str) -> list[Path]:
 
 
 def load_directory(directory: Path | str, eager: bool = True) -> list[Signature]:
-    return [load_signature(path, eager) for path in signature_files(directory)]
+    """The signatures of a folder, from the disk cache when no file has changed (cache.py)."""
+    files = signature_files(directory)
+
+    def load() -> list[Signature]:
+        signatures = [load_signature(path, eager) for path in files]
+        for signature in signatures:  # derived once here, kept in the cache with the signature
+            for pattern in signature.line_patterns + signature.message_patterns:
+                pattern.literals
+        return signatures
+
+    code = [__file__, _prefilter_module_file()]
+    return cached("signatures", f"{Path(directory).resolve()}:{eager}", files, code, load)
 
 
 def load_signature(path: Path | str, eager: bool = True) -> Signature:
@@ -353,9 +365,18 @@ class LazyPattern:
     a user's are compiled on load, so that a bad one is refused with its file and key.
     """
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, literals: tuple | None | bool = False) -> None:
         self.pattern = pattern
         self._compiled: regex.Pattern | None = None
+        self._literals = literals  # False: not derived yet
+
+    @property
+    def literals(self) -> tuple[tuple[str, bool], ...] | None:
+        """The literals one of which any match holds (prefilter.required_literals); None: none."""
+        if self._literals is False:
+            from .prefilter import required_literals  # prefilter imports this module
+            self._literals = required_literals(self.pattern)
+        return self._literals
 
     def compile(self) -> regex.Pattern:
         if self._compiled is None:
@@ -369,14 +390,18 @@ class LazyPattern:
     def groupindex(self) -> Mapping[str, int]:
         return self.compile().groupindex
 
-    def __getstate__(self) -> str:  # pickled to workers as its source, compiled again there
-        return self.pattern
+    def __getstate__(self) -> tuple:  # pickled as its source, compiled again where it is used
+        return self.pattern, self._literals
 
-    def __setstate__(self, pattern: str) -> None:
-        self.__init__(pattern)
+    def __setstate__(self, state: tuple) -> None:
+        self.__init__(*state)
 
     def __repr__(self) -> str:
         return f"LazyPattern({self.pattern!r})"
+
+
+def _prefilter_module_file() -> str:
+    return str(Path(__file__).with_name("prefilter.py"))  # its required_literals fills `literals`
 
 
 def _compile_all(match: Mapping[str, Any], key: str, fail, eager: bool) -> tuple[LazyPattern, ...]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from .knowledge import KnowledgeBase, LazyPattern, Signature
 from .model import Evidence, Match
-from .prefilter import required_literals
 
 REGEX_TIMEOUT_SECONDS = 1.0
 MAX_TIMEOUTS = 3  # per signature and scan, before it is switched off
@@ -175,7 +174,7 @@ def _folded_needles(patterns: tuple[LazyPattern, ...]) -> frozenset[str] | None:
     None when some pattern requires no literal."""
     needles: set[str] = set()
     for pattern in patterns:
-        literals = required_literals(pattern.pattern)
+        literals = pattern.literals
         if literals is None:
             return None
         needles.update(text.lower() for text, _caseless in literals)

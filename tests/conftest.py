@@ -1,6 +1,12 @@
+import os
+import tempfile
+
 import pytest
 
 from postmortem.knowledge import load_knowledge_base
+
+# The suite (and the CLI processes it starts) keeps its start-up cache (cache.py) to itself.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="postmortem-test-cache-")
 
 
 @pytest.fixture(scope="session")
