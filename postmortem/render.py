@@ -9,6 +9,7 @@ import jinja2
 import regex
 
 from . import resources
+from .cache import template_bytecode_cache
 from .model import Incident, Report
 from .texts import ui_strings
 
@@ -100,6 +101,7 @@ def template_environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        bytecode_cache=template_bytecode_cache(),
     )
     env.filters["continue_item"] = _continue_item
     env.filters["capitalize_first"] = _capitalize_first
