@@ -8,11 +8,13 @@ none cannot match any signature. Metric lines have needles of their own, so the 
 treat them in bulk.
 
 Engines: Hyperscan (SIMD multi-literal search, `pip install postmortem[fast]`) when it is
-installed, else one `re` alternation. Both find the same lines; the tests compare them.
+installed, else `re` patterns anchored on a few rare bytes (see "the pure-Python engine" below).
+Both find the same lines; the tests compare them.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import re._parser as sre_parse  # the stdlib's own regex parser: to read literals out of patterns
 from collections.abc import Iterable
@@ -169,24 +171,39 @@ class Prefilter:
             self._db.scan(chunk, match_event_handler=on_match)
             found.sort()
             return found
-        kind_of = self._kind_of
-        found = [(m.start(), kind_of[m.group()]) for m in self._exact_re.finditer(chunk)]
-        if self._folded_re is not None:
-            found += [(m.start(), kind_of[m.group()]) for m in self._folded_re.finditer(chunk.lower())]
-            found.sort()
+        found: list[tuple[int, int]] = []
+        for pattern in self._anchored:
+            kinds = pattern.kinds
+            for match in _anchor_matches(chunk, pattern):
+                kind = kinds[match.lastindex]
+                if kind > pattern.min_kind:
+                    kind = _lowest_kind_at(chunk, match.start(), pattern, kind)
+                found.append((match.start(), kind))
+        for pattern in self._metric_anchored:  # one hit per line and pattern: the rest of the line is skipped
+            found += zip(map(re.Match.start, _anchor_matches(chunk, pattern)), itertools.repeat(METRIC))
+        for regex, lowered in self._orphans:
+            haystack = chunk.lower() if lowered else chunk
+            found += [(m.start(), self._kind_of[m.group(), lowered]) for m in regex.finditer(haystack)]
+        found.sort()
         return found
 
     def _compile_re(self) -> None:
-        # Case-sensitive literals are searched as they are, case-insensitive ones in the
-        # lower-cased chunk: `(?i:...)` would cost `re` its fast scan for the first byte.
-        self._kind_of: dict[bytes, int] = {}
-        exact, folded = set(), set()
+        kinds: dict[tuple[bytes, bool], int] = {}
         for data, needle in self._patterns:
-            literal = data.lower() if needle.caseless else data
-            (folded if needle.caseless else exact).add(literal)
-            self._kind_of[literal] = min(needle.kind, self._kind_of.get(literal, needle.kind))
-        self._exact_re = re.compile(_trie_pattern(sorted(exact)) or b"(?!)")
-        self._folded_re = re.compile(_trie_pattern(sorted(folded))) if folded else None
+            key = (data.lower() if needle.caseless else data, needle.caseless)
+            kinds[key] = min(needle.kind, kinds.get(key, needle.kind))
+        literals = sorted(_Literal(data, caseless, kind) for (data, caseless), kind in kinds.items())
+        errors = tuple(literal for literal in literals if literal.kind != METRIC)
+        metrics = tuple(literal for literal in literals if literal.kind == METRIC)
+        self._anchored, orphans = _compile_anchor_patterns(errors, rest_of_line=False)
+        self._metric_anchored, metric_orphans = _compile_anchor_patterns(metrics, rest_of_line=True)
+        # A literal that starts with a newline has no anchor on the line where it starts: searched
+        # the slow way, caseless ones in the lower-cased chunk.
+        orphans = orphans + metric_orphans
+        self._kind_of = {(literal.data, literal.caseless): literal.kind for literal in orphans}
+        self._orphans = [(re.compile(_trie_pattern(sorted(literal.data for literal in orphans
+                                                          if literal.caseless == lowered))), lowered)
+                         for lowered in (False, True) if any(literal.caseless == lowered for literal in orphans)]
 
     def _compile_hyperscan(self) -> None:
         import hyperscan
@@ -197,6 +214,199 @@ class Prefilter:
         self._db = hyperscan.Database()
         self._db.compile(expressions=expressions, ids=list(range(len(expressions))),
                          elements=len(expressions), flags=flags)
+
+
+# -- the pure-Python engine --------------------------------------------------------------------
+# `re` is slow at one alternation of ~150 literals: at each byte that may start one it tries the
+# alternation (~25 MB/s on a training log). It is fast at a pattern that starts with one literal
+# byte: a tight loop in C skips to the next occurrence of that byte. So the re engine picks a few
+# *anchor* bytes such that every needle holds one, and searches one pattern per anchor byte:
+# `K(?=illed(?<=Killed)|...)`: what follows the anchor in a lookahead (prefix-factored), each
+# needle checked whole by a lookbehind at its end. A match consumes only the anchor, so
+# overlapping needles are all seen. Anchors are chosen by a weighted set cover over a static
+# model of how often each byte occurs in log text (rare anchors mean few attempts), never by the
+# log at hand: the needles come from the knowledge base and change with it.
+
+# Letter frequencies of English text, percent.
+_ENGLISH_PERCENT = {
+    "e": 12.7, "t": 9.1, "a": 8.2, "o": 7.5, "i": 7.0, "n": 6.7, "s": 6.3, "h": 6.1, "r": 6.0,
+    "d": 4.3, "l": 4.0, "c": 2.8, "u": 2.8, "m": 2.4, "w": 2.4, "f": 2.2, "g": 2.0, "y": 2.0,
+    "p": 1.9, "b": 1.5, "v": 1.0, "k": 0.8, "j": 0.15, "x": 0.15, "q": 0.1, "z": 0.07,
+}
+# What an anchor byte costs, in ns per byte of chunk (CPython 3.11, x86_64). A rare anchor is
+# found by `bytes.find` (memchr, ~15 GB/s), its pattern tried by `match` at each occurrence from
+# Python; a frequent one by re's own scan for the pattern's first byte (~1.5 GB/s), tried in C.
+_MEMCHR_PASS = 0.06
+_PYTHON_TURN = 500.0  # per occurrence
+_RE_PASS = 0.6
+_RE_ATTEMPT = 60.0  # per occurrence
+_PYTHON_TURNS = 4000  # occurrences of an anchor in a chunk for which re's scan is as fast as memchr
+
+
+def _log_byte_frequencies() -> list[float]:
+    """Share of each byte value in typical log text: English words (mostly lower case), numbers,
+    spaces, the punctuation of metrics and paths, a little UTF-8 (progress bars, CJK)."""
+    frequency = [1e-5] * 256  # control bytes
+    for letter, percent in _ENGLISH_PERCENT.items():
+        frequency[ord(letter)] = 0.40 * percent / 100
+        frequency[ord(letter.upper())] = 0.02 * percent / 100
+    for digit in b"0123456789":
+        frequency[digit] = 0.02
+    frequency[ord(" ")] = 0.13
+    for byte in b".:,-_/'=\n":
+        frequency[byte] = 0.015
+    for byte in b"()[]{}|%\"\r\t+":
+        frequency[byte] = 0.004
+    for byte in b"!#$&*;<>?@\\^`~":
+        frequency[byte] = 0.0005
+    for byte in range(0x80, 0x100):
+        frequency[byte] = 0.0003
+    return frequency
+
+
+_ANCHOR_COST = [min(_MEMCHR_PASS + share * _PYTHON_TURN, _RE_PASS + share * _RE_ATTEMPT)
+                for share in _log_byte_frequencies()]
+
+
+@dataclass(frozen=True, order=True)
+class _Literal:
+    data: bytes  # as it is searched: lower-cased when caseless
+    caseless: bool
+    kind: int
+
+    @property
+    def head(self) -> bytes:
+        """The part before a newline: an anchor there lies on the line where the needle starts."""
+        return self.data.split(b"\n", 1)[0]
+
+    def anchor_options(self) -> set[frozenset[int]]:
+        """The sets of anchor bytes that find this literal: one byte, or both cases of a letter."""
+        return {frozenset((byte, byte - 32)) if self.caseless and 0x61 <= byte <= 0x7A else frozenset((byte,))
+                for byte in self.head}
+
+
+def _choose_anchors(literals: tuple[_Literal, ...]) -> set[int]:
+    """Greedy weighted set cover: repeatedly add the anchor bytes with the lowest cost per newly
+    covered literal. Literals without a head (starting with a newline) are left uncovered."""
+    covers: dict[frozenset[int], int] = {}  # anchor option -> bit mask of the literals it finds
+    for index, literal in enumerate(literals):
+        for option in literal.anchor_options():
+            covers[option] = covers.get(option, 0) | 1 << index
+    reachable = 0
+    for mask in covers.values():
+        reachable |= mask
+    chosen: set[int] = set()
+    covered = 0
+    while covered != reachable:
+        best = None
+        for option, mask in covers.items():
+            gain = (mask & ~covered).bit_count()
+            if gain:
+                ratio = sum(_ANCHOR_COST[byte] for byte in option - chosen) / gain
+                key = (ratio, sorted(option))
+                if best is None or key < best[0]:
+                    best = (key, option)
+        chosen |= best[1]
+        for option, mask in covers.items():
+            if option <= chosen:
+                covered |= mask
+    return chosen
+
+
+@dataclass
+class _AnchorPattern:
+    anchor: bytes
+    regex: re.Pattern
+    kinds: list[int]  # kind of each capturing group (index 0 unused)
+    # (offset of the anchor in the literal, literal) of the lower kinds, checked again when a
+    # match reports a higher kind: at one position the pattern reports the first needle it finds
+    literals: list[tuple[int, _Literal]]
+    min_kind: int
+
+
+def _anchor_pattern(anchor: int, members: list[tuple[int, _Literal]], rest_of_line: bool) -> _AnchorPattern:
+    """`A(?=...)` for the literals holding the anchor byte A at the given offsets."""
+    kinds = [0]
+
+    def trie(entries: list[tuple[bytes, _Literal]]) -> bytes:
+        """Alternation of the rests (prefix-factored); where a rest ends, lookbehinds of the
+        literals ending there, each with an empty group telling its kind."""
+        ends = sorted((literal.kind, literal.data) for rest, literal in entries if not rest)
+        children: dict[int, list[tuple[bytes, _Literal]]] = {}
+        for rest, literal in entries:
+            if rest:
+                children.setdefault(rest[0], []).append((rest[1:], literal))
+        branches = [re.escape(bytes([byte])) + trie(sub) for byte, sub in sorted(children.items())]
+        for kind, data in ends:
+            kinds.append(kind)
+            branches.append(b"(?<=" + re.escape(data) + b")()")
+        return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+
+    exact = [(literal.data[offset + 1:], literal) for offset, literal in members if not literal.caseless]
+    folded = [(literal.data[offset + 1:], literal) for offset, literal in members if literal.caseless]
+    parts = []
+    if exact:
+        parts.append(trie(exact))
+    if folded:
+        parts.append(b"(?i:" + trie(folded) + b")")
+    body = b"(?=" + b"|".join(parts) + b")"
+    pattern = re.escape(bytes([anchor])) + body + (b"[^\n]*" if rest_of_line else b"")
+    min_kind = min(literal.kind for _, literal in members)
+    return _AnchorPattern(bytes([anchor]), re.compile(pattern), kinds, sorted(members, key=lambda m: m[1].kind), min_kind)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile_anchor_patterns(literals: tuple[_Literal, ...], rest_of_line: bool) -> tuple[list[_AnchorPattern], list[_Literal]]:
+    """The anchor patterns of the literals, and the literals no anchor finds (starting with a newline)."""
+    anchors = _choose_anchors(literals)
+    members: dict[int, list[tuple[int, _Literal]]] = {}
+    orphans = []
+    for literal in literals:
+        options = [option for option in literal.anchor_options() if option <= anchors]
+        if not options:
+            orphans.append(literal)
+            continue
+        best = min(options, key=lambda option: (sum(_ANCHOR_COST[b] for b in option), sorted(option)))
+        for byte in best:
+            in_literal = byte | 0x20 if literal.caseless and 0x41 <= byte <= 0x5A else byte  # caseless: lower-cased
+            members.setdefault(byte, []).append((literal.head.index(in_literal), literal))
+    patterns = [_anchor_pattern(byte, group, rest_of_line) for byte, group in sorted(members.items())]
+    return patterns, orphans
+
+
+def _anchor_matches(chunk: bytes, pattern: _AnchorPattern) -> list[re.Match]:
+    """The pattern's matches in the chunk. While its anchor byte is rare, memchr finds each
+    occurrence and the pattern is tried there; once it proves frequent (a turn of this loop costs
+    as much as ~10 bytes of re's scan), re's own scan takes the rest of the chunk."""
+    anchor, regex = pattern.anchor, pattern.regex
+    matches = []
+    find = chunk.find
+    position = find(anchor)
+    turns = 0
+    while position >= 0:
+        match = regex.match(chunk, position)
+        if match is not None:
+            matches.append(match)
+            position = match.end() - 1  # the anchor alone, or up to the end of the line
+        turns += 1
+        if turns % 256 == 0 and turns * len(chunk) > _PYTHON_TURNS * position:
+            matches += regex.finditer(chunk, position + 1)
+            break
+        position = find(anchor, position + 1)
+    return matches
+
+
+def _lowest_kind_at(chunk: bytes, position: int, pattern: _AnchorPattern, kind: int) -> int:
+    """The lowest kind of the needles holding this anchor occurrence (the pattern reports the
+    first it finds, not necessarily the lowest)."""
+    for offset, literal in pattern.literals:
+        if literal.kind >= kind:
+            break
+        start = position - offset
+        piece = chunk[start:start + len(literal.data)] if start >= 0 else b""
+        if (piece.lower() if literal.caseless else piece) == literal.data:
+            return literal.kind
+    return kind
 
 
 def _trie_pattern(literals: list[bytes]) -> bytes:
