@@ -173,14 +173,9 @@ class Prefilter:
             return found
         found: list[tuple[int, int]] = []
         for pattern in self._anchored:
-            kinds = pattern.kinds
-            for match in _anchor_matches(chunk, pattern):
-                kind = kinds[match.lastindex]
-                if kind > pattern.min_kind:
-                    kind = _lowest_kind_at(chunk, match.start(), pattern, kind)
-                found.append((match.start(), kind))
-        for pattern in self._metric_anchored:  # one hit per line and pattern: the rest of the line is skipped
-            found += zip(map(re.Match.start, _anchor_matches(chunk, pattern)), itertools.repeat(METRIC))
+            found += _anchor_hits(chunk, pattern)
+        for pattern in self._metric_anchored:  # one hit per line and pattern: they match to the line's end
+            found += zip(map(re.Match.start, _metric_matches(chunk, pattern)), itertools.repeat(METRIC))
         for regex, lowered in self._orphans:
             haystack = chunk.lower() if lowered else chunk
             found += [(m.start(), self._kind_of[m.group(), lowered]) for m in regex.finditer(haystack)]
@@ -317,6 +312,8 @@ def _choose_anchors(literals: tuple[_Literal, ...]) -> set[int]:
 class _AnchorPattern:
     anchor: bytes
     regex: re.Pattern
+    errors: re.Pattern | None  # the same for the error needles alone, when the pattern has others
+    longest: int  # the longest literal
     kinds: list[int]  # kind of each capturing group (index 0 unused)
     # (offset of the anchor in the literal, literal) of the lower kinds, checked again when a
     # match reports a higher kind: at one position the pattern reports the first needle it finds
@@ -349,10 +346,14 @@ def _anchor_pattern(anchor: int, members: list[tuple[int, _Literal]], rest_of_li
         parts.append(trie(exact))
     if folded:
         parts.append(b"(?i:" + trie(folded) + b")")
-    body = b"(?=" + b"|".join(parts) + b")"
+    body = parts[0] if len(parts) == 1 else b"(?:" + b"|".join(parts) + b")"
     pattern = re.escape(bytes([anchor])) + body + (b"[^\n]*" if rest_of_line else b"")
     min_kind = min(literal.kind for _, literal in members)
-    return _AnchorPattern(bytes([anchor]), re.compile(pattern), kinds, sorted(members, key=lambda m: m[1].kind), min_kind)
+    errors = None
+    if min_kind == ERROR and any(literal.kind != ERROR for _, literal in members):
+        errors = _anchor_pattern(anchor, [m for m in members if m[1].kind == ERROR], rest_of_line).regex
+    return _AnchorPattern(bytes([anchor]), re.compile(pattern), errors, max(len(m[1].data) for m in members),
+                          kinds, sorted(members, key=lambda m: m[1].kind), min_kind)
 
 
 @functools.lru_cache(maxsize=16)
@@ -374,10 +375,49 @@ def _compile_anchor_patterns(literals: tuple[_Literal, ...], rest_of_line: bool)
     return patterns, orphans
 
 
-def _anchor_matches(chunk: bytes, pattern: _AnchorPattern) -> list[re.Match]:
-    """The pattern's matches in the chunk. While its anchor byte is rare, memchr finds each
-    occurrence and the pattern is tried there; once it proves frequent (a turn of this loop costs
-    as much as ~10 bytes of re's scan), re's own scan takes the rest of the chunk."""
+def _anchor_hits(chunk: bytes, pattern: _AnchorPattern) -> list[tuple[int, int]]:
+    """(offset, kind) of the pattern's needles in the chunk. While its anchor byte is rare, memchr
+    finds each occurrence and the pattern is tried there; once it proves frequent (a turn of this
+    loop costs as much as ~10 bytes of re's scan), re's own scan looks for the next match. After
+    an error hit the rest of its line is skipped: nothing there can change what the line is."""
+    anchor, regex, kinds = pattern.anchor, pattern.regex, pattern.kinds
+    found = []
+    find = chunk.find
+    search = None
+    turns = 0
+    position = 0
+    while True:
+        if search is None:
+            position = find(anchor, position)
+            if position < 0:
+                break
+            match = regex.match(chunk, position)
+            turns += 1
+            if turns % 256 == 0 and turns * len(chunk) > _PYTHON_TURNS * position:
+                search = regex.search  # a frequent anchor: re's scan finds the next match
+            if match is None:
+                position += 1
+                continue
+        else:
+            match = search(chunk, position)
+            if match is None:
+                break
+        start = match.start()
+        kind = kinds[match.lastindex]
+        if kind > pattern.min_kind:
+            kind = _lowest_kind_at(chunk, start, pattern, kind)
+        found.append((start, kind))
+        position = chunk.find(b"\n", start) + 1 or len(chunk)
+        if kind != ERROR and pattern.errors is not None:
+            # Only an error needle could still change what the line is: one look for those.
+            error = pattern.errors.search(chunk, start + 1, position + pattern.longest)
+            if error is not None and error.start() < position:
+                found.append((error.start(), ERROR))
+    return found
+
+
+def _metric_matches(chunk: bytes, pattern: _AnchorPattern) -> list[re.Match]:
+    """The matches of a metrics-line pattern, each to the end of its line (found as above)."""
     anchor, regex = pattern.anchor, pattern.regex
     matches = []
     find = chunk.find
@@ -387,7 +427,7 @@ def _anchor_matches(chunk: bytes, pattern: _AnchorPattern) -> list[re.Match]:
         match = regex.match(chunk, position)
         if match is not None:
             matches.append(match)
-            position = match.end() - 1  # the anchor alone, or up to the end of the line
+            position = match.end() - 1
         turns += 1
         if turns % 256 == 0 and turns * len(chunk) > _PYTHON_TURNS * position:
             matches += regex.finditer(chunk, position + 1)

@@ -233,3 +233,17 @@ def test_anchors_cover_every_needle(needle_sets, engines):
         anchors = [pattern.anchor for pattern in prefilter._anchored + prefilter._metric_anchored]
         assert len(anchors) == len(set(anchors)) or name == "full"
         assert len(prefilter._anchored) <= 16
+
+
+def test_an_error_after_a_non_finite_value_on_the_same_line(needle_sets, engines):
+    """After a NaN hit the engine looks only for error needles on the rest of the line: each
+    error needle after each non-finite one, the two overlapping, and the other way round."""
+    needles = needle_sets["sparse"]
+    non_finite = [n.text.encode() for n in needles if n.kind == NON_FINITE]
+    errors = [n.text.encode() for n in needles if n.kind == ERROR]
+    for value in non_finite:
+        for error in errors:
+            for chunk in (b"step 1" + value + b" then " + error + b" end\n",
+                          value + error + b"\n" + error + value,
+                          b"a\n" + error + b" " + value + b" " + value + b"\n"):
+                assert_same_lines(needle_sets, engines, chunk)
