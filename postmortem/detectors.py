@@ -85,7 +85,7 @@ THRESHOLDS_ENV = "POSTMORTEM_THRESHOLDS"
 TRAIN, EVAL = "train", "eval"
 # A row of a series: (index in its series, step, epoch, line number, {metric: value}, line text)
 R_INDEX, R_STEP, R_EPOCH, R_LINE, R_VALUES, R_TEXT = range(6)
-LOSS_KEYS = ("loss", "train_loss", "train/loss", "training_loss", "train_loss_step", "train_loss_epoch",
+LOSS_KEYS = ("loss", "lm_loss", "reduced_train_loss", "train_loss", "train/loss", "training_loss", "train_loss_step", "train_loss_epoch",
              "loss_step", "loss_epoch")
 EVAL_LOSS_KEYS = ("eval_loss", "val_loss", "eval/loss", "val/loss", "validation_loss", "valid_loss",
                   "val_loss_epoch", "test_loss")
@@ -111,9 +111,14 @@ def role_of(key: str) -> str | None:
     return None
 
 
+def names_a_loss(key: str) -> bool:
+    """`lm_loss`, `val_loss`, `z_loss`; not the fp16 `loss_scale` (Megatron's `loss scale`, fairseq's)."""
+    return "loss" in key and not key.endswith("loss_scale")
+
+
 def is_watched(key: str) -> bool:
     """Metrics whose NaN is a failure: every loss, the reward, grad_norm."""
-    return "loss" in key or role_of(key) in ("reward", "grad")
+    return names_a_loss(key) or role_of(key) in ("reward", "grad")
 
 
 def watch_priority(key: str) -> int:
@@ -382,6 +387,10 @@ def _non_finite(series) -> Finding | None:
         "split": series.split, "nonfinite_steps": str(track.bad_total),
         "last_finite": "?", "last_finite_step": "?",
     }
+    if track.key in getattr(series, "inferred_nan", {}):
+        values["inferred"] = "yes"
+        en.append(" (Megatron drops a NaN average from its iteration line: the column is missing from there on)")
+        zh.append("（Megatron 会把 NaN 的平均值从迭代日志行里去掉：从这一行起这一列就不见了）")
     if before is not None:
         last, last_step = format_value(before[R_VALUES][track.key]), format_step(before[R_STEP])
         values.update(last_finite=last, last_finite_step=last_step)
@@ -466,7 +475,7 @@ def _rebound_key(series) -> str | None:
     key = series.primary("loss")
     if key is not None:
         return key
-    return next((k for k in series.tracks if "loss" in k and not k.startswith(("val", "eval", "test"))), None)
+    return next((k for k in series.tracks if names_a_loss(k) and not k.startswith(("val", "eval", "test"))), None)
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:

@@ -15,6 +15,12 @@ really are metrics lines, in three families (a line counts only when it has the 
          nanoGPT (`iter 100: loss 3.2104, time 51.85ms`, `step 250: train loss 1.9, val loss 2.0`).
          Prose is refused: a candidate needs a loss/lr/grad_norm/reward/accuracy key, at most
          MAX_PROSE_WORDS free words, and no exception or `name = value  # comment` shape.
+- megatron: the `training_log` line of Megatron-LM, Megatron-DeepSpeed, NeMo and gpt-neox,
+         ` iteration  5426/ 250000 | consumed samples: ... | lm loss: 5.201453E+00 | loss scale: 1.0 |
+         grad norm: 0.312 | number of skipped iterations:   0 | number of nan iterations:   0 |`, and
+         its `validation loss at iteration N | lm loss value: ... | lm loss PPL: ... |`. Megatron
+         leaves a loss out of that line when its average is NaN (`if avg > 0.0`, `>= 0.0` since
+         2024), so a loss column that disappears is read as the NaN it was (see `_feed_megatron`).
 
 Steps: an explicit step (`step`, `global_step`, `iter`, `iteration`) when the line has one; for a
 Trainer dict, the training bar's `n` printed on the same physical line; else the order of
@@ -38,11 +44,11 @@ import re
 from collections.abc import Iterator, Mapping
 
 from . import detectors as det
-from .detectors import EVAL, R_EPOCH, R_INDEX, R_LINE, R_STEP, R_VALUES, TRAIN, role_of
+from .detectors import EVAL, R_EPOCH, R_INDEX, R_LINE, R_STEP, R_VALUES, TRAIN, names_a_loss, role_of
 from .model import Evidence, LogLine, MetricSummary
 from .summaries import summarize
 
-DICT, BAR, LINE, LINE_UNNUMBERED = "dict", "bar", "line", "line-unnumbered"
+DICT, BAR, LINE, LINE_UNNUMBERED, MEGATRON = "dict", "bar", "line", "line-unnumbered", "megatron"
 STEP_EXPLICIT, STEP_BAR, STEP_ORDER = "explicit", "bar", "order"
 
 MAX_KEPT_ROWS = 50_000
@@ -108,6 +114,18 @@ ASSIGNMENT_RE = re.compile(
 # A number as the line-shape cache sees it; the parser's values must start where one of these does.
 NUMBER_RE = re.compile(
     r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|(?:nan|inf(?:inity)?)(?!\w))", re.I)
+# Megatron's `training_log` line (the `[2024-08-01 09:44:55]` of recent versions before it, `/infinity`
+# for gpt-neox's open-ended runs) and its validation line; the fields are `| name: value |`.
+MEGATRON_TRAIN_RE = re.compile(
+    r"^\s*(?:\[[^\]]*\]\s*)?(?:Training epoch (?P<epoch>\d+), )?iteration\s+(?P<step>\d+)\s*/\s*(?:\d+|\?|infinity)\s*\|(?P<fields>.*)$")
+MEGATRON_EVAL_RE = re.compile(
+    r"^\s*-*\s*(?:validation|test) (?:loss|results) at iteration\s+(?P<step>\d+)[^|]*\|(?P<fields>.*)$")
+# NeMo 2's progress line (`Training epoch 0, iteration 120/149 | lr: 3e-05 | global_step: 120 |
+# reduced_train_loss: 1.233 | ...`) has the same shape, with its own names.
+MEGATRON_NAMES = {"learning rate": "learning_rate", "lr": "lr", "grad norm": "grad_norm", "grad_norm": "grad_norm",
+                  "loss scale": "loss_scale", "global_step": "global_step",
+                  "number of skipped iterations": "skipped_iterations", "number of nan iterations": "nan_iterations"}
+MEGATRON_FLOAT_RE = re.compile(rf"^\s*({_NUM})\s*$", re.I)
 MAX_SHAPES = 4096  # line shapes remembered; past it the cache starts again
 STEP_SLOT, EPOCH_SLOT = "\x00step", "\x00epoch"
 REJECTED = ()  # the plan of a line shape that is not a metrics line
@@ -169,6 +187,7 @@ class Series:
         self.last_epoch = None
         self.completed = False  # the run printed its end-of-training summary
         self.zero_watch = None
+        self.inferred_nan: dict[str, int] = {}  # Megatron loss columns that disappeared: key -> line
 
     # -- feeding ------------------------------------------------------------------------------
     def add(self, values: dict[str, float], step: float, epoch: float | None, line: int, text: str) -> None:
@@ -322,6 +341,8 @@ class MetricCollector:
         if text.startswith(ZERO_TRAINABLE):
             self.zero_trainable = True
             return
+        if "iteration" in text and "|" in text and self._feed_megatron(text, line):
+            return
         if LINE_HINT_RE.search(text) is not None:
             self._feed_line(text, line)
         elif text[:6] in ("Epoch ", "epoch "):
@@ -374,6 +395,62 @@ class MetricCollector:
             return True  # the same final frame printed again when the bar closes
         self._add_row(BAR, values, line, epoch=epoch)
         return True
+
+    def _feed_megatron(self, text: str, line: LogLine) -> bool:
+        """A Megatron `training_log` or validation line; False when the line is neither."""
+        train = MEGATRON_TRAIN_RE.match(text)
+        match = train or MEGATRON_EVAL_RE.match(text)
+        if match is None:
+            return False
+        values = {}
+        for field in match.group("fields").split("|"):
+            name, _, raw = field.partition(":")
+            number = MEGATRON_FLOAT_RE.match(raw)
+            if number is None:
+                continue
+            name = " ".join(name.split())
+            if train is None:  # `lm loss value` (its `lm loss PPL` is exp of it: left out)
+                name = name.removesuffix(" value")
+                key = "eval_" + name.replace(" ", "_") if "loss" in name and "ppl" not in name.lower() else None
+            else:
+                key = MEGATRON_NAMES.get(name) or (name.replace(" ", "_") if names_a_loss(name.replace(" ", "_")) else None)
+            if key is not None:
+                values[key] = float(number.group(1))
+        if train is not None:
+            self._infer_megatron_nan(values, line)
+        step = values.pop("global_step", None)
+        epoch = float(train.group("epoch")) if train is not None and train.group("epoch") is not None else None
+        if values:
+            self._add_row(MEGATRON, values, line, step=int(step if step is not None else match.group("step")), epoch=epoch)
+        return True
+
+    def _infer_megatron_nan(self, values: dict[str, float], line: LogLine) -> None:
+        """A loss is printed as its average over the interval's advanced (not skipped) iterations,
+        and only if that average is > 0 (>= 0 since Megatron-LM 0.9): a NaN average disappears
+        from the line (bigscience-workshop/Megatron-DeepSpeed#396, "I do not find loss in the
+        logs", with `grad norm: nan`). So a loss this run printed before and misses now, while no
+        iteration was skipped, was NaN; so was one whose skipped iterations were counted as NaN
+        iterations. A loss of exactly 0 over skipped iterations is an average over nothing."""
+        skipped, nan_iterations = values.get("skipped_iterations"), values.get("nan_iterations")
+        if skipped is None:
+            return
+        for key in [k for k in values if names_a_loss(k) and values[k] == 0.0 and skipped > 0]:
+            if nan_iterations:
+                values[key] = math.nan
+            else:
+                del values[key]
+        series = self._open.get((MEGATRON, TRAIN))
+        if series is None or not (skipped == 0 or nan_iterations):
+            return
+        # Only when the run's main loss is gone: an auxiliary loss some batches lack also averages
+        # to 0 and drops out, and is no NaN.
+        main = series.primary("loss") or next((k for k in series.tracks if names_a_loss(k)), None)
+        if main is None or main in values:
+            return
+        for key, track in series.tracks.items():
+            if names_a_loss(key) and key not in values and track.count:
+                values[key] = math.nan
+                series.inferred_nan.setdefault(key, line.number)
 
     def _feed_line(self, text: str, line: LogLine) -> None:
         """A logging line, parsed once per shape: lines that differ only in their numbers (the

@@ -413,3 +413,80 @@ def test_name_value_columns_with_any_prefix_before_loss_are_read():
                          "[train] iter   1000 | lm_loss 5.2236 | lr 3.000e-04 | 41523 tok/s")
     rows = [(r["step"], r["lm_loss"], r["lr"]) for r in collector.records()]
     assert rows == [(500, 6.1574, 0.0003), (1000, 5.2236, 0.0003)]
+
+
+# -- Megatron-LM / Megatron-DeepSpeed / NeMo / gpt-neox `training_log` lines ----------------------
+def _megatron(step, middle, skipped=0, nan=0, stamp=""):
+    return (f"{stamp} iteration {step:8d}/{250000:8d} | consumed samples: {step * 512:12d} | elapsed time per iteration (ms): "
+            f"1010.2 | learning rate: 5.996E-04 | global batch size: {512:5d} |{middle} number of skipped iterations: "
+            f"{skipped:3d} | number of nan iterations: {nan:3d} |")
+
+
+def test_megatron_iteration_lines_give_the_step_losses_grad_norm_lr_and_loss_scale():
+    collector = _collect("\n".join([
+        _megatron(5426, " lm loss: 5.201453E+00 | loss scale: 1.0 | grad norm: 0.312 |"),
+        _megatron(5427, " lm loss: 5.198100E+00 | z_loss: 1.2E-03 | loss scale: 1.0 | grad norm: 0.305 |",
+                  stamp=" [2026-03-02 09:12:44.101332]"),
+        " validation loss at iteration 5427 on validation set | lm loss value: 5.310000E+00 | lm loss PPL: 2.02E+02 | ",
+    ]))
+    rows = [(r["split"], r["step"], r.get("lm_loss"), r.get("grad_norm"), r.get("learning_rate"), r.get("loss_scale"),
+             r.get("eval_lm_loss")) for r in collector.records()]
+    assert rows == [("train", 5426, 5.201453, 0.312, 5.996e-04, 1.0, None),
+                    ("train", 5427, 5.1981, 0.305, 5.996e-04, 1.0, None),
+                    ("eval", 5427, None, None, None, None, 5.31)]
+    assert not collector.findings()
+
+
+def test_a_megatron_loss_column_that_disappears_with_no_skipped_iteration_is_a_nan():
+    # Megatron prints a loss only `if avg > 0.0`: a NaN average leaves the column out
+    # (bigscience-workshop/Megatron-DeepSpeed#396: "I do not find loss in the logs").
+    lines = [_megatron(s, f" lm loss: {2.3 - s * 1e-4:.6E} | loss scale: 1.0 | grad norm: 0.29 |") for s in range(100, 110)]
+    lines += [_megatron(s, " loss scale: 1.0 | grad norm: nan |") for s in range(110, 115)]
+    (finding,) = _collect("\n".join(lines)).findings()
+    assert (finding.text, finding.values["metric"], finding.values["step"]) == ("non-finite", "lm_loss", "110")
+    assert finding.values["inferred"] == "yes" and finding.values["recovered"] == "no"
+    assert "column is missing" in finding.values["detail"]
+
+
+def test_fp16_skipped_iterations_without_a_loss_are_the_loss_scaler_not_a_nan():
+    lines = [_megatron(10, " loss scale: 8388608.0 |", skipped=10)]  # the loss-scale search at the start
+    lines += [_megatron(s, f" lm loss: {9 - s / 100:.6E} | loss scale: 32768.0 | grad norm: 5.2 |") for s in range(20, 200, 10)]
+    lines.append(_megatron(200, " loss scale: 16384.0 |", skipped=10))  # a whole interval skipped: no loss printed
+    lines.append(_megatron(210, " lm loss: 0.000000E+00 | loss scale: 8192.0 |", skipped=10))  # `avg >= 0.0`: 0 over nothing
+    lines += [_megatron(s, f" lm loss: {9 - s / 100:.6E} | loss scale: 8192.0 | grad norm: 5.0 |") for s in range(220, 300, 10)]
+    collector = _collect("\n".join(lines))
+    assert not collector.findings()
+    assert [r["step"] for r in collector.records() if "lm_loss" in r][:3] == [20, 30, 40]
+    assert not [r for r in collector.records() if r.get("lm_loss") == 0.0]
+
+
+def test_megatron_nan_iterations_without_a_loss_are_a_nan_loss():
+    lines = [_megatron(s, f" lm loss: {3 - s / 1000:.6E} | loss scale: 4096.0 | grad norm: 1.1 |") for s in range(10, 110, 10)]
+    lines += [_megatron(s, " loss scale: 1.0 |", skipped=10, nan=10) for s in range(110, 160, 10)]
+    (finding,) = _collect("\n".join(lines)).findings()
+    assert (finding.text, finding.values["metric"], finding.values["step"]) == ("non-finite", "lm_loss", "110")
+
+
+def test_an_auxiliary_loss_that_drops_out_is_not_a_nan():
+    lines = [_megatron(s, f" lm loss: {3 - s / 1000:.6E} | mtp loss: 2.1E+00 | loss scale: 1.0 | grad norm: 1.1 |")
+             for s in range(10, 200, 10)]
+    lines.insert(5, _megatron(60, " lm loss: 2.94E+00 | loss scale: 1.0 | grad norm: 1.1 |"))
+    assert not _collect("\n".join(lines)).findings()
+
+
+@pytest.mark.parametrize("nan_field", [" lm loss: nan |", " lm_loss: NAN |"])
+def test_a_printed_megatron_or_gpt_neox_nan_loss_is_nan_output_through_the_whole_scan(nan_field):
+    from postmortem.scan import scan_bytes
+    lines = [_megatron(s, f" lm loss: {4 - s / 1000:.6E} | loss scale: 1.0 | grad norm: 0.4 |") for s in range(1, 30)]
+    lines += [_megatron(s, nan_field + " loss scale: 1.0 | grad norm: nan |") for s in range(30, 40)]
+    report = scan_bytes("\n".join(lines).encode(), kb=KB, source="megatron.log", redact=False)
+    assert [(i.signature, i.vars["step"]) for i in report.incidents] == [("nan-output", "30")]
+
+
+def test_nemo2_progress_lines_take_the_global_step_and_the_reduced_train_loss():
+    collector = _collect(
+        "Training epoch 0, iteration 120/149 | lr: 3e-05 | consumed_samples: 121 | global_batch_size: 1 | "
+        "global_step: 120 | reduced_train_loss: 1.233 | train_step_timing in s: 0.03146 | val_loss: 4.106")
+    rows = [(r["split"], r["step"], r["epoch"], r.get("reduced_train_loss"), r.get("lr"), r.get("val_loss"))
+            for r in collector.records()]
+    assert rows == [("train", 120, 0.0, 1.233, 3e-05, None), ("eval", 120, 0.0, None, None, 4.106)]
