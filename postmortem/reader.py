@@ -45,17 +45,23 @@ PROGRESS_BAR_RE = regex.compile(
 )
 # Prefixes that launchers put before every line of a process: torchrun (`[rank3]:`,
 # `[default0]:` with --tee), mpirun (`[1,0]<stderr>:`).
+# `[rank3]:`, `[default3]:` (torchrun --tee / --redirects), `[1,3]<stderr>:` (mpirun). torchrun
+# under another launcher that also tags lines doubles the tag: `[rank0]:[rank0]: Traceback ...`.
 RANK_PREFIX_RE = regex.compile(
     r"^\[(?:(?P<name>rank|default)(?P<n>\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
+    r"(?:\[(?:rank|default)\d+\]:\s?)*"
 )
 _DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
 # Logging headers: `2026-02-06 12:00:01,123 - INFO - __main__ - `, `02/06/2026 12:00:01 - INFO -
 # name - ` (HF examples), `[2026-02-06 12:00:01,123] [INFO] [file.py:12:fn] ` (DeepSpeed),
-# `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig).
+# `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig), and glog's
+# `W1024 01:17:10.936000 1403 torch/_dynamo/convert_frame.py:1009] ` (PyTorch's own logging,
+# c10d / NCCL in C++: level letter, MMDD, time, thread or process id, file:line).
 LOG_HEADER_RE = regex.compile(
     rf"^(?:\[?{_DATE}\]?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?(?:\s*[-|]\s*[\w.<>]+\s*-)?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
-    rf"|{_LEVEL}:[\w.]+:)"
+    rf"|{_LEVEL}:[\w.]+:"
+    rf"|[IWEF]\d{{4}} \d{{2}}:\d{{2}}:\d{{2}}\.\d+ +\d+ [^\s\]]+:\d+\] ?)"
 )
 
 

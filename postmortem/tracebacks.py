@@ -84,21 +84,29 @@ class TracebackSplitter:
 
     def __init__(self) -> None:
         self._parsers: dict[str, _StreamParser] = {}
+        # The streams inside a traceback, kept up to date line by line: asking every stream's
+        # parser on each line cost O(streams) a line, quadratic in a log of many ranks.
+        self._busy_streams: set[str] = set()
 
     @property
     def busy(self) -> bool:
         """True while some stream is inside a traceback: then every line must be fed."""
-        return any(p.state != "idle" for p in self._parsers.values())
+        return bool(self._busy_streams)
 
     def feed(self, line: LogLine) -> Iterator[LogLine | Trace]:
         parser = self._parsers.get(line.stream)
         if parser is None:
             parser = self._parsers[line.stream] = _StreamParser(line.stream)
-        return parser.feed(line)
+        yield from parser.feed(line)
+        if parser.state == "idle":
+            self._busy_streams.discard(parser.stream)
+        else:
+            self._busy_streams.add(parser.stream)
 
     def finish(self) -> Iterator[LogLine | Trace]:
         for parser in list(self._parsers.values()):
             yield from parser.finish()
+        self._busy_streams.clear()
 
 
 @dataclass
