@@ -38,14 +38,33 @@ _NOT_AFTER_WORD = r"(?<![\w-])"
 @dataclasses.dataclass(frozen=True)
 class Rule:
     kind: str  # what the draft says instead: `<redacted:kind>`; "" for a home path
-    pattern: regex.Pattern
+    pattern: _LazyRegex  # compiled on first use
     needle: tuple[str, ...] = ()  # the rule can only match text holding one of these (case-insensitive)
     # Given the match, the kind to name, or None to keep the text (a near-miss).
     judge: Callable[[regex.Match], str | None] | None = None
     # Assignments: `pattern` matches a name and its `=`/`:`; the value after it is matched by
     # this, and judged by `looks_secret`. The value is not part of the match, so that a value
     # that is not a secret can still be the name of the next assignment (`Error: KEY=...`).
-    value: regex.Pattern | None = None
+    value: _LazyRegex | None = None
+
+
+class _LazyRegex:
+    """A rule's regex, compiled the first time a text holds the rule's needle: most drafts hold no
+    secret at all, and compiling every rule cost a tenth of a small scan's start-up."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, *args) -> None:
+        self._args = args
+        self._compiled: regex.Pattern | None = None
+
+    def __getattr__(self, name: str):  # sub, finditer, match: those of the compiled pattern
+        if self._compiled is None:
+            self._compiled = regex.compile(*self._args)
+        return getattr(self._compiled, name)
+
+
+_lazy = _LazyRegex
 
 
 # -- judges: context rules that need more than a regex ---------------------------------------------
@@ -113,72 +132,72 @@ def _judge_url_password(match: regex.Match) -> str | None:
 
 RULES: tuple[Rule, ...] = (
     # Shapes: secrets wherever they appear.
-    Rule("private-key", regex.compile(
+    Rule("private-key", _lazy(
         r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         r"(?:[\s\S]*?-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)"), ("PRIVATE KEY",)),
-    Rule("anthropic-key", regex.compile(_NOT_AFTER_WORD + r"sk-ant-" + _TOKEN_CHARS + "{20,}"), ("sk-ant-",)),
-    Rule("openai-key", regex.compile(
+    Rule("anthropic-key", _lazy(_NOT_AFTER_WORD + r"sk-ant-" + _TOKEN_CHARS + "{20,}"), ("sk-ant-",)),
+    Rule("openai-key", _lazy(
         _NOT_AFTER_WORD + r"sk-(?:(?:proj|svcacct|admin|None)-" + _TOKEN_CHARS + r"{20,}|[A-Za-z0-9]{32,}"
         + _ALNUM_AFTER + ")"), ("sk-",)),
-    Rule("hf-token", regex.compile(_NOT_AFTER_WORD + r"hf_[A-Za-z0-9]{30,}" + _ALNUM_AFTER), ("hf_",)),
-    Rule("github-token", regex.compile(
+    Rule("hf-token", _lazy(_NOT_AFTER_WORD + r"hf_[A-Za-z0-9]{30,}" + _ALNUM_AFTER), ("hf_",)),
+    Rule("github-token", _lazy(
         _NOT_AFTER_WORD + r"(?:gh[pousr]_[A-Za-z0-9]{30,}" + _ALNUM_AFTER + r"|github_pat_[A-Za-z0-9_]{40,})"),
         ("gh", "github_pat_")),
-    Rule("aws-access-key", regex.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}" + _ALNUM_AFTER),
+    Rule("aws-access-key", _lazy(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}" + _ALNUM_AFTER),
          ("AKIA", "ASIA")),
-    Rule("google-api-key", regex.compile(r"(?<![\w-])AIza[0-9A-Za-z_\-]{35}" + _ALNUM_AFTER), ("AIza",)),
-    Rule("jwt", regex.compile(
+    Rule("google-api-key", _lazy(r"(?<![\w-])AIza[0-9A-Za-z_\-]{35}" + _ALNUM_AFTER), ("AIza",)),
+    Rule("jwt", _lazy(
         _NOT_AFTER_WORD + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"), ("eyJ",)),
     # Context: the value is a secret because of what it was given to.
-    Rule("aws-secret-key", regex.compile(
+    Rule("aws-secret-key", _lazy(
         r"(?i)(?:secret_access_key|SecretAccessKey)[\"']?\s*[:=]\s*[\"']?(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
         ("secret",)),
-    Rule("aws-session-token", regex.compile(
+    Rule("aws-session-token", _lazy(
         r"(?i)(?:aws_session_token|SessionToken)[\"']?\s*[:=]\s*[\"']?(?P<secret>[A-Za-z0-9/+=]{16,})"),
         ("session",)),
-    Rule("wandb-key", regex.compile(
+    Rule("wandb-key", _lazy(
         r"(?i)\bwandb\s+login\s+(?:--?[\w-]+\s+)*(?P<secret>(?:local-)?[0-9a-f]{40})\b"), ("login",)),
-    Rule("wandb-key", regex.compile(
+    Rule("wandb-key", _lazy(
         r"(?i)\bwandb\.login\((?:[^)\"']|\"[^\"]*\"|'[^']*')*?key\s*=\s*[\"'](?P<secret>[^\"'\s]{8,})"),
         ("wandb.login",)),
-    Rule("netrc-password", regex.compile(
+    Rule("netrc-password", _lazy(
         r"\bmachine\s+(?P<machine>\S+)\s+(?:login\s+\S+\s+)?password\s+(?P<secret>\S+)"), ("password",),
         _judge_netrc),
     # A netrc's lines quoted one by one: "  password 0f1e...". A value that reads like a word
     # ("password authentication failed") is not one.
-    Rule("netrc-password", regex.compile(r"(?m)^[ \t]*password[ \t]+(?P<secret>\S+)[ \t]*$"), ("password",),
+    Rule("netrc-password", _lazy(r"(?m)^[ \t]*password[ \t]+(?P<secret>\S+)[ \t]*$"), ("password",),
          _judge_netrc_line),
-    Rule("kaggle-key", regex.compile(r"\"key\"\s*:\s*\"(?P<secret>[0-9a-f]{32})\""), ("\"key\"",)),
-    Rule("url-password", regex.compile(
+    Rule("kaggle-key", _lazy(r"\"key\"\s*:\s*\"(?P<secret>[0-9a-f]{32})\""), ("\"key\"",)),
+    Rule("url-password", _lazy(
         r"://(?P<user>[^/\s:@<>\"'?#]*):(?P<secret>[^/\s@<>\"'?#]+)@"), ("://",), _judge_url_password),
-    Rule("url-token", regex.compile(
+    Rule("url-token", _lazy(
         r"(?i)[?&](?:token|access_token|refresh_token|id_token|auth|auth_token|api_key|apikey|key|sig|signature|"
         r"secret|client_secret|password|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
         r"x-goog-credential)=(?P<secret>[^&\s#\"'<>]+)"), ("=",)),
-    Rule("bearer-token", regex.compile(
+    Rule("bearer-token", _lazy(
         r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?(?P<scheme>bearer|token|basic)\s+(?P<secret>[A-Za-z0-9._~+/=\-]+)"),
         ("authorization",), _judge_authorization),
-    Rule("bearer-token", regex.compile(r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/\-]{16,}=*)"), ("bearer",)),
+    Rule("bearer-token", _lazy(r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/\-]{16,}=*)"), ("bearer",)),
     # `--hub-token VALUE`, `--password=VALUE`
-    Rule("secret", regex.compile(r"(?<![\w-])--(?P<name>[A-Za-z][\w-]{0,%d})(?:=|[ \t]+)" % MAX_NAME_LENGTH),
-         ("--",), _judge_name, regex.compile(r"[^\s\"'<>=]+=*")),
+    Rule("secret", _lazy(r"(?<![\w-])--(?P<name>[A-Za-z][\w-]{0,%d})(?:=|[ \t]+)" % MAX_NAME_LENGTH),
+         ("--",), _judge_name, _lazy(r"[^\s\"'<>=]+=*")),
     # `HF_TOKEN=...`, `export WANDB_API_KEY=...`, `api_key: ...`, `{'password': '...'}`,
     # `os.environ["OPENAI_API_KEY"] = "..."`.
-    Rule("secret", regex.compile(
+    Rule("secret", _lazy(
         r"(?<![\w-])(?P<name>[A-Za-z][\w\-.]{0,%d})[\"']?\]?[ \t]*[:=][ \t]*[\"']?" % MAX_NAME_LENGTH),
-        ("=", ":"), _judge_name, regex.compile(r"[^\s\"'<>,;()\[\]{}=]+=*")),
+        ("=", ":"), _judge_name, _lazy(r"[^\s\"'<>,;()\[\]{}=]+=*")),
 )
 
 _HOME_END = r"[^/\\\s'\"`:;,()<>\[\]{}|*?]+"
 _PATH_START = r"(?<![\w.~-])(?<![\w.~-]/)"
 HOME_RULES: tuple[Rule, ...] = (
     # `C:\Users\alice`, `C:/Users/alice`, and the doubled backslashes of a Python repr.
-    Rule("", regex.compile(
+    Rule("", _lazy(
         r"(?i)(?<![\w])[A-Z]:(?P<sep>\\\\|\\|/)Users(?P=sep)(?!(?:Public|Default|All Users)(?:[\\/]|$))"
         r"[^\\/\s'\"`:;,()<>\[\]{}|*?]+"), ("Users",)),
-    Rule("", regex.compile(_PATH_START + r"/home/" + _HOME_END), ("/home/",)),
-    Rule("", regex.compile(_PATH_START + r"/Users/(?!Shared(?:/|$))" + _HOME_END), ("/Users/",)),
-    Rule("", regex.compile(_PATH_START + r"/mnt/[a-z]/Users/(?!Public(?:/|$)|Default(?:/|$))" + _HOME_END),
+    Rule("", _lazy(_PATH_START + r"/home/" + _HOME_END), ("/home/",)),
+    Rule("", _lazy(_PATH_START + r"/Users/(?!Shared(?:/|$))" + _HOME_END), ("/Users/",)),
+    Rule("", _lazy(_PATH_START + r"/mnt/[a-z]/Users/(?!Public(?:/|$)|Default(?:/|$))" + _HOME_END),
          ("/Users/",)),
 )
 
