@@ -214,13 +214,15 @@ class Prefilter:
 # -- the pure-Python engine --------------------------------------------------------------------
 # `re` is slow at one alternation of ~150 literals: at each byte that may start one it tries the
 # alternation (~25 MB/s on a training log). It is fast at a pattern that starts with one literal
-# byte: a tight loop in C skips to the next occurrence of that byte. So the re engine picks a few
-# *anchor* bytes such that every needle holds one, and searches one pattern per anchor byte:
-# `K(?=illed(?<=Killed)|...)`: what follows the anchor in a lookahead (prefix-factored), each
-# needle checked whole by a lookbehind at its end. A match consumes only the anchor, so
-# overlapping needles are all seen. Anchors are chosen by a weighted set cover over a static
-# model of how often each byte occurs in log text (rare anchors mean few attempts), never by the
-# log at hand: the needles come from the knowledge base and change with it.
+# byte: a tight loop in C skips to the next occurrence of that byte; and `bytes.find` of one byte
+# is memchr. So the re engine picks a few *anchor* bytes such that every needle holds one, and
+# searches one pattern per anchor byte: `K(?:illed(?<=Killed)()|...)`, what follows the anchor in
+# the needles (prefix-factored), each needle checked whole by a lookbehind at its end, an empty
+# group telling its kind. The search goes on one byte after each hit (overlapping needles are all
+# seen), or at the next line when nothing more on this one matters. Anchors are chosen by a
+# weighted set cover over a static model of how often each byte occurs in log text (a rare
+# anchor means few attempts), never by the log at hand: the needles come from the knowledge base
+# and change with it.
 
 # Letter frequencies of English text, percent.
 _ENGLISH_PERCENT = {
@@ -312,7 +314,7 @@ def _choose_anchors(literals: tuple[_Literal, ...]) -> set[int]:
 class _AnchorPattern:
     anchor: bytes
     regex: re.Pattern
-    errors: re.Pattern | None  # the same for the error needles alone, when the pattern has others
+    errors: re.Pattern | None  # the same for its error needles alone, when it has others
     longest: int  # the longest literal
     kinds: list[int]  # kind of each capturing group (index 0 unused)
     # (offset of the anchor in the literal, literal) of the lower kinds, checked again when a
@@ -322,7 +324,8 @@ class _AnchorPattern:
 
 
 def _anchor_pattern(anchor: int, members: list[tuple[int, _Literal]], rest_of_line: bool) -> _AnchorPattern:
-    """`A(?=...)` for the literals holding the anchor byte A at the given offsets."""
+    """`A(?:...)` for the literals holding the anchor byte A at the given offsets; metrics-line
+    patterns (`rest_of_line`) match on to the end of the line: one hit per line is enough."""
     kinds = [0]
 
     def trie(entries: list[tuple[bytes, _Literal]]) -> bytes:

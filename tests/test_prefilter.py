@@ -5,7 +5,7 @@ read whole, a metrics line may be sampled), so that is what is compared: the pur
 (anchor bytes found by memchr or re, `postmortem/prefilter.py`), Hyperscan when it is installed,
 and a reference that looks for every encoding of every needle with `bytes.find`, overlaps
 included. Inputs: the samples, the example logs beside the signatures, the signatures' examples,
-generated training logs, random chunks cut anywhere, needles at the very start and end of a
+the logs modelled on public reports (tests/realworld), generated training logs, random chunks cut anywhere, needles at the very start and end of a
 chunk, caseless needles in mixed case, non-ASCII needles in UTF-8 and GB18030.
 """
 from __future__ import annotations
@@ -76,6 +76,7 @@ def assert_same_lines(needle_sets, engines, chunk: bytes) -> None:
         for engine, prefilter in engines[name].items():
             hits = prefilter.hits(chunk)
             assert hits == sorted(hits), (name, engine)
+            assert prefilter.hits(bytearray(chunk)) == hits, "the reader hands over a bytearray"
             got = line_kinds(chunk, hits)
             if got != expected:
                 differ = sorted(set(got.items()) ^ set(expected.items()))[:5]
@@ -87,6 +88,7 @@ def _real_logs(kb) -> list[bytes]:
     logs = [p.read_bytes() for p in sorted((ROOT / "samples").glob("*.log"))]
     logs += [p.read_bytes().replace(b"#=MATCH=# ", b"") for p in sorted((ROOT / "patterns").glob("*/*.log"))]
     logs += [example.log.encode("utf-8") for sig in kb.signatures for example in sig.examples]
+    logs += [p.read_bytes() for p in sorted((ROOT / "tests" / "realworld").glob("*.log"))]
     return logs
 
 
