@@ -45,6 +45,9 @@ PROGRESS_BAR_RE = regex.compile(
 )
 # Prefixes that launchers put before every line of a process: torchrun (`[rank3]:`,
 # `[default0]:` with --tee), mpirun (`[1,0]<stderr>:`).
+# A log quoted in an issue or an e-mail reply: `> Traceback ...`, `> >   File ...` (one space after
+# each `>` belongs to the quote; the rest is the log's own indentation).
+QUOTE_PREFIX_RE = regex.compile(r"^(?:> ?)+")
 # `[rank3]:`, `[default3]:` (torchrun --tee / --redirects), `[1,3]<stderr>:` (mpirun). torchrun
 # under another launcher that also tags lines doubles the tag: `[rank0]:[rank0]: Traceback ...`.
 RANK_PREFIX_RE = regex.compile(
@@ -230,6 +233,8 @@ def _split_glued_bar(segment: str) -> list[str]:
 def clean_line(text: str, number: int, source: str = "") -> LogLine:
     text = text.rstrip()
     stream = header_text = ""
+    if text[:1] == ">":
+        text = QUOTE_PREFIX_RE.sub("", text, count=1)
     match = RANK_PREFIX_RE.match(text)
     if match is not None:
         stream = f"{match['name']}{match['n']}" if match["name"] else f"mpi{match['mpi']}"

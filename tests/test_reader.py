@@ -50,6 +50,27 @@ def test_logging_headers_are_removed_for_matching():
     assert all(l.header for l in lines)
 
 
+def test_a_doubled_rank_tag_is_one_stream():
+    lines = lines_of(b"[rank1]:[rank1]: Traceback (most recent call last):\n[rank1]:[rank1]:   File \"a.py\"\n")
+    assert [(l.stream, l.text) for l in lines] == [
+        ("rank1", "Traceback (most recent call last):"), ("rank1", '  File "a.py"')]
+
+
+def test_glog_headers_of_pytorch_and_c10d_are_removed():
+    lines = lines_of(
+        b"W1024 01:17:10.936000 1403 torch/_dynamo/convert_frame.py:1009] [0/0] torch._dynamo hit it\n"
+        b"[rank0]:E0206 12:00:01.123456 12345 ProcessGroupNCCL.cpp:1234] [Rank 0] Watchdog caught it\n"
+        b"W1024 is not a header\n"
+    )
+    assert [(l.stream, l.text) for l in lines] == [
+        ("", "[0/0] torch._dynamo hit it"), ("rank0", "[Rank 0] Watchdog caught it"), ("", "W1024 is not a header")]
+
+
+def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
+    lines = lines_of(b"> Traceback (most recent call last):\n>   File \"a.py\", line 1\n> > RuntimeError: x\n")
+    assert [l.text for l in lines] == ["Traceback (most recent call last):", '  File "a.py", line 1', "RuntimeError: x"]
+
+
 def test_gbk_log_is_readable_not_mojibake():
     data = "开始训练\nFileNotFoundError: [Errno 2] No such file or directory: '数据/训练集/event_17.csv'\n".encode("gbk")
     texts = [l.text for l in lines_of(data)]
