@@ -48,6 +48,9 @@ PROGRESS_BAR_RE = regex.compile(
 # A log quoted in an issue or an e-mail reply: `> Traceback ...`, `> >   File ...` (one space after
 # each `>` belongs to the quote; the rest is the log's own indentation).
 QUOTE_PREFIX_RE = regex.compile(r"^(?:> ?)+")
+# A line of a pasted report wrapped whole in Markdown bold or an inline code span:
+# `**RuntimeError: CUDA error: ...**`, `` `ValueError: ...` ``.
+MARKDOWN_WRAP_RE = regex.compile(r"^(?P<mark>\*\*|`)(?P<inner>[^*`\s][^`]*?)(?P=mark)$")
 # `[rank3]:`, `[default3]:` (torchrun --tee / --redirects), `[1,3]<stderr>:` (mpirun). torchrun
 # under another launcher that also tags lines doubles the tag: `[rank0]:[rank0]: Traceback ...`.
 RANK_PREFIX_RE = regex.compile(
@@ -235,6 +238,10 @@ def clean_line(text: str, number: int, source: str = "") -> LogLine:
     stream = header_text = ""
     if text[:1] == ">":
         text = QUOTE_PREFIX_RE.sub("", text, count=1)
+    if text[:1] in "*`" and len(text) > 4:
+        match = MARKDOWN_WRAP_RE.match(text)
+        if match is not None:
+            text = match["inner"]
     match = RANK_PREFIX_RE.match(text)
     if match is not None:
         stream = f"{match['name']}{match['n']}" if match["name"] else f"mpi{match['mpi']}"

@@ -71,6 +71,12 @@ def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
     assert [l.text for l in lines] == ["Traceback (most recent call last):", '  File "a.py", line 1', "RuntimeError: x"]
 
 
+def test_an_exception_line_wrapped_in_markdown_is_unwrapped():
+    lines = lines_of(b"**RuntimeError: CUDA error: device-side assert triggered**\n`ValueError: bad`\n**note** this\n")
+    assert [l.text for l in lines] == ["RuntimeError: CUDA error: device-side assert triggered", "ValueError: bad",
+                                       "**note** this"]
+
+
 def test_gbk_log_is_readable_not_mojibake():
     data = "开始训练\nFileNotFoundError: [Errno 2] No such file or directory: '数据/训练集/event_17.csv'\n".encode("gbk")
     texts = [l.text for l in lines_of(data)]
