@@ -10,7 +10,8 @@ Each detector has a name that a signature claims with `[match] metric = "<name>"
                  cannot climb x100) the smoothed training loss fell to half its start, climbed back
                  `rebound` (0.8) of the way and stayed up
     zero-reward  an RL run whose reward, loss and grad_norm are all exactly 0 for at least
-                 `min_steps` leading steps; when (and whether) it broke out
+                 `min_steps` leading steps and that never broke out, or broke out only after
+                 `worry_steps` (a cold start that ends sooner is how GRPO starts on a hard task)
     flat-loss    the loss did not move (its first and last quarter means differ by at most
                  `max_change`, relative) while grad_norm was 0 at every step, or, when no grad_norm is
                  logged, while PEFT reported `trainable params: 0`; or the loss was the same number to
@@ -54,7 +55,7 @@ REBOUND_LEARNED = 0.6  # the loss first fell to at most 60% of its starting leve
 REBOUND_RETURN = 0.8  # ... then climbed back 80% of the way it had come down (threshold `rebound`) ...
 REBOUND_KEPT = 0.5  # ... and still held at least half of that loss of progress at its last step
 ZERO_REWARD_MIN_STEPS = 3  # a zero first step or two is every RL run's start
-ZERO_REWARD_WORRY_STEPS = 50  # past this many all-zero steps a cold start needs a look
+ZERO_REWARD_WORRY_STEPS = 50  # a cold start that ends sooner is normal; past it, it needs a look
 FLAT_LOSS_MIN_STEPS = 10  # fewer logged steps say nothing about learning
 FLAT_LOSS_MAX_CHANGE = 0.02  # relative change of the mean loss, first quarter to last quarter
 # A loss identical to about seven significant digits at every logged step has stopped depending on
@@ -547,11 +548,15 @@ def _zero_reward(series, limits: Mapping[str, float]) -> Finding | None:
     watch = series.zero_watch
     if watch is None or watch.zero_rows < limits["min_steps"]:
         return None
+    worry = limits["worry_steps"]
+    # A group where every completion fails gives no advantage, so no gradient, until one succeeds:
+    # a few all-zero steps that end before `worry_steps` are how a hard task starts, not a finding.
+    if watch.broken_row is not None and watch.zero_rows < worry:
+        return None
     names = [f"`{k}`" for k in (watch.reward_key, watch.loss_key, watch.grad_key) if k]
     listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
     listed_zh = "、".join(names)
     first, last = format_step(watch.first_row[R_STEP]), format_step(watch.last_zero_row[R_STEP])
-    worry = limits["worry_steps"]
     values = {
         "reward_metric": watch.reward_key, "zero_steps": str(watch.zero_rows), "first_zero_step": first,
         "last_zero_step": last, "worry_steps": f"{worry:g}", "min_steps": f"{limits['min_steps']:g}",
@@ -568,9 +573,11 @@ def _zero_reward(series, limits: Mapping[str, float]) -> Finding | None:
         got = [f"{k} {format_value(broken[R_VALUES][k])}"
                for k in (watch.reward_key, watch.loss_key, watch.grad_key) if k and k in broken[R_VALUES]]
         values.update(recovered="yes", recovered_step=step)
-        en.append(f". It recovered at step {step} ({', '.join(got)}): from there the group advantage is non-zero and "
-                  f"the policy gets gradients.")
-        zh.append(f"。训练在第 {step} 步恢复（{'，'.join(got)}）：从这一步起组内优势不再为 0，策略开始得到梯度。")
+        en.append(f". It recovered at step {step} ({', '.join(got)}), but only after {watch.zero_rows} all-zero logged "
+                  f"steps, past the {worry:g} a cold start normally lasts: so long without one rewarded completion is "
+                  f"worth a look at the reward function and the completions.")
+        zh.append(f"。训练在第 {step} 步恢复（{'，'.join(got)}），但此前已经有 {watch.zero_rows} 条全零记录，超过了正常冷启动"
+                  f"的 {worry:g} 步：这么久都没有一个得分的回答，值得检查一下奖励函数和生成的回答。")
         label, label_zh = "first non-zero reward", "第一个非零奖励"
     else:
         values.update(recovered="no", recovered_step="")
