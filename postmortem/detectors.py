@@ -54,8 +54,14 @@ REBOUND_MAX_POINTS = 2_000  # a longer series is read at an even stride: the sha
 REBOUND_LEARNED = 0.6  # the loss first fell to at most 60% of its starting level ...
 REBOUND_RETURN = 0.8  # ... then climbed back 80% of the way it had come down (threshold `rebound`) ...
 REBOUND_KEPT = 0.5  # ... and still held at least half of that loss of progress at its last step
+# A GRPO group where every completion fails has no advantage, hence no loss and no gradient, until
+# one completion scores. A few such steps are how a hard task starts (no finding); a longer cold
+# start is reported as a warning that explains it and says when it broke (the draft the user would
+# write: "reward 0 is not a bug, it broke at step 21"); past `worry_steps`, or never broken, it
+# needs a look at the reward function.
 ZERO_REWARD_MIN_STEPS = 3  # a zero first step or two is every RL run's start
-ZERO_REWARD_WORRY_STEPS = 50  # a cold start that ends sooner is normal; past it, it needs a look
+ZERO_REWARD_ORDINARY_STEPS = 10  # a cold start that breaks sooner is no finding
+ZERO_REWARD_WORRY_STEPS = 50
 FLAT_LOSS_MIN_STEPS = 10  # fewer logged steps say nothing about learning
 FLAT_LOSS_MAX_CHANGE = 0.02  # relative change of the mean loss, first quarter to last quarter
 # A loss identical to about seven significant digits at every logged step has stopped depending on
@@ -73,7 +79,8 @@ SUMMARY_EVIDENCE_CHARS = 240  # the metric line quoted as evidence is cut here (
 DEFAULT_THRESHOLDS: Mapping[str, Mapping[str, float]] = {
     "non-finite": {},
     "divergence": {"factor": DIVERGENCE_FACTOR, "rebound": REBOUND_RETURN},
-    "zero-reward": {"min_steps": ZERO_REWARD_MIN_STEPS, "worry_steps": ZERO_REWARD_WORRY_STEPS},
+    "zero-reward": {"min_steps": ZERO_REWARD_MIN_STEPS, "ordinary_steps": ZERO_REWARD_ORDINARY_STEPS,
+                    "worry_steps": ZERO_REWARD_WORRY_STEPS},
     "flat-loss": {"min_steps": FLAT_LOSS_MIN_STEPS, "max_change": FLAT_LOSS_MAX_CHANGE},
     "grad-spike": {"factor": GRAD_SPIKE_FACTOR, "window": GRAD_SPIKE_WINDOW,
                    "min_history": GRAD_SPIKE_MIN_HISTORY},
@@ -549,9 +556,7 @@ def _zero_reward(series, limits: Mapping[str, float]) -> Finding | None:
     if watch is None or watch.zero_rows < limits["min_steps"]:
         return None
     worry = limits["worry_steps"]
-    # A group where every completion fails gives no advantage, so no gradient, until one succeeds:
-    # a few all-zero steps that end before `worry_steps` are how a hard task starts, not a finding.
-    if watch.broken_row is not None and watch.zero_rows < worry:
+    if watch.broken_row is not None and watch.zero_rows < limits["ordinary_steps"]:
         return None
     names = [f"`{k}`" for k in (watch.reward_key, watch.loss_key, watch.grad_key) if k]
     listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
@@ -573,11 +578,17 @@ def _zero_reward(series, limits: Mapping[str, float]) -> Finding | None:
         got = [f"{k} {format_value(broken[R_VALUES][k])}"
                for k in (watch.reward_key, watch.loss_key, watch.grad_key) if k and k in broken[R_VALUES]]
         values.update(recovered="yes", recovered_step=step)
-        en.append(f". It recovered at step {step} ({', '.join(got)}), but only after {watch.zero_rows} all-zero logged "
-                  f"steps, past the {worry:g} a cold start normally lasts: so long without one rewarded completion is "
-                  f"worth a look at the reward function and the completions.")
-        zh.append(f"。训练在第 {step} 步恢复（{'，'.join(got)}），但此前已经有 {watch.zero_rows} 条全零记录，超过了正常冷启动"
-                  f"的 {worry:g} 步：这么久都没有一个得分的回答，值得检查一下奖励函数和生成的回答。")
+        if watch.zero_rows >= worry:
+            en.append(f". It recovered at step {step} ({', '.join(got)}), but only after {watch.zero_rows} all-zero "
+                      f"logged steps, past the {worry:g} a cold start normally lasts: so long without one rewarded "
+                      f"completion is worth a look at the reward function and the completions.")
+            zh.append(f"。训练在第 {step} 步恢复（{'，'.join(got)}），但此前已经有 {watch.zero_rows} 条全零记录，超过了正常"
+                      f"冷启动的 {worry:g} 步：这么久都没有一个得分的回答，值得检查一下奖励函数和生成的回答。")
+        else:
+            en.append(f". It recovered at step {step} ({', '.join(got)}): a cold start, not a bug; it would need a "
+                      f"look only past {worry:g} all-zero steps.")
+            zh.append(f"。训练在第 {step} 步恢复（{'，'.join(got)}）：这是冷启动，不是 bug；只有全零持续超过 {worry:g} 步"
+                      f"才需要检查。")
         label, label_zh = "first non-zero reward", "第一个非零奖励"
     else:
         values.update(recovered="no", recovered_step="")

@@ -159,10 +159,19 @@ def test_the_same_log_without_nan_lines_gives_divergence_and_no_nan_output():
     assert int(incident.vars["peak"]) >= 1000
 
 
-def test_grpo_zeros_for_20_steps_then_recovery_is_an_ordinary_cold_start():
+def test_grpo_zeros_for_20_steps_then_recovery_is_a_warning_that_says_step_21():
     # every completion of every group failed until step 21: no advantage, no gradient, then one
-    # group scored; that is how GRPO starts on a hard task, before worry_steps (50)
-    assert ids("grpo-recovers.log") == []
+    # group scored; the draft explains the cold start and says it broke, before worry_steps (50)
+    (incident,) = incidents("grpo-recovers.log")
+    assert (incident.signature, incident.severity) == ("zero-reward-cold-start", "warning")
+    assert incident.vars["zero_steps"] == "20" and incident.vars["recovered_step"] == "21"
+    assert "It recovered at step 21" in incident.symptom and "a cold start, not a bug" in incident.symptom
+
+
+def test_a_cold_start_of_a_few_steps_is_no_finding():
+    zero = "{'loss': 0.0, 'grad_norm': 0.0, 'learning_rate': 1e-06, 'reward': 0.0, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0, 'kl': 0.0}"
+    scored = "{'loss': 0.012, 'grad_norm': 0.31, 'learning_rate': 1e-06, 'reward': 0.125, 'reward_std': 0.33, 'frac_reward_zero_std': 0.75, 'kl': 0.0}"
+    assert not [f for f in _collect("\n".join([zero] * 9 + [scored] * 20)).findings() if f.text == "zero-reward"]
 
 
 def test_a_cold_start_that_recovers_only_after_worry_steps_is_a_warning_that_says_so(monkeypatch):
@@ -178,7 +187,8 @@ def test_a_cold_start_longer_than_the_default_worry_steps_is_reported_at_its_fir
     scored = "{'loss': 0.012, 'grad_norm': 0.31, 'learning_rate': 1e-06, 'reward': 0.125, 'reward_std': 0.33, 'frac_reward_zero_std': 0.75, 'kl': 0.0}"
     found = [f for f in _collect("\n".join([zero] * 60 + [scored] * 5)).findings() if f.text == "zero-reward"]
     assert [(f.line_number, f.values["zero_steps"], f.values["recovered_step"]) for f in found] == [(1, "60", "61")]
-    assert not [f for f in _collect("\n".join([zero] * 49 + [scored] * 5)).findings() if f.text == "zero-reward"]
+    [short] = [f for f in _collect("\n".join([zero] * 49 + [scored] * 5)).findings() if f.text == "zero-reward"]
+    assert "past the" not in short.values["detail"]
 
 
 def test_grpo_that_never_recovers_says_so():
