@@ -328,28 +328,28 @@ def _anchor_pattern(anchor: int, members: list[tuple[int, _Literal]], rest_of_li
     patterns (`rest_of_line`) match on to the end of the line: one hit per line is enough."""
     kinds = [0]
 
-    def trie(entries: list[tuple[bytes, _Literal]]) -> bytes:
+    def symbols(literal: _Literal, rest: bytes) -> tuple[bytes, ...]:
+        """The rest of a literal as regex atoms: a caseless letter as `[xX]`, not `(?i:x)`: re
+        rejects a class at the head of an alternative without entering it, not an ignore-case one."""
+        return tuple(b"[%c%c]" % (byte, byte - 32) if literal.caseless and 0x61 <= byte <= 0x7A
+                     else re.escape(bytes([byte])) for byte in rest)
+
+    def trie(entries: list[tuple[tuple[bytes, ...], _Literal]]) -> bytes:
         """Alternation of the rests (prefix-factored); where a rest ends, lookbehinds of the
         literals ending there, each with an empty group telling its kind."""
-        ends = sorted((literal.kind, literal.data) for rest, literal in entries if not rest)
-        children: dict[int, list[tuple[bytes, _Literal]]] = {}
+        ends = sorted((literal.kind, literal.data, literal.caseless) for rest, literal in entries if not rest)
+        children: dict[bytes, list[tuple[tuple[bytes, ...], _Literal]]] = {}
         for rest, literal in entries:
             if rest:
                 children.setdefault(rest[0], []).append((rest[1:], literal))
-        branches = [re.escape(bytes([byte])) + trie(sub) for byte, sub in sorted(children.items())]
-        for kind, data in ends:
+        branches = [atom + trie(sub) for atom, sub in sorted(children.items())]
+        for kind, data, caseless in ends:
             kinds.append(kind)
-            branches.append(b"(?<=" + re.escape(data) + b")()")
+            behind = b"(?<=" + re.escape(data) + b")"
+            branches.append((b"(?i:" + behind + b")" if caseless else behind) + b"()")
         return branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
 
-    exact = [(literal.data[offset + 1:], literal) for offset, literal in members if not literal.caseless]
-    folded = [(literal.data[offset + 1:], literal) for offset, literal in members if literal.caseless]
-    parts = []
-    if exact:
-        parts.append(trie(exact))
-    if folded:
-        parts.append(b"(?i:" + trie(folded) + b")")
-    body = parts[0] if len(parts) == 1 else b"(?:" + b"|".join(parts) + b")"
+    body = trie([(symbols(literal, literal.data[offset + 1:]), literal) for offset, literal in members])
     pattern = re.escape(bytes([anchor])) + body + (b"[^\n]*" if rest_of_line else b"")
     min_kind = min(literal.kind for _, literal in members)
     errors = None

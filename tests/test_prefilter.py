@@ -239,13 +239,18 @@ def test_anchors_cover_every_needle(needle_sets, engines):
 
 def test_an_error_after_a_non_finite_value_on_the_same_line(needle_sets, engines):
     """After a NaN hit the engine looks only for error needles on the rest of the line: each
-    error needle after each non-finite one, the two overlapping, and the other way round."""
+    error needle after a non-finite one (and each non-finite one before an error needle), the two
+    overlapping, and the other way round."""
     needles = needle_sets["sparse"]
     non_finite = [n.text.encode() for n in needles if n.kind == NON_FINITE]
     errors = [n.text.encode() for n in needles if n.kind == ERROR]
-    for value in non_finite:
-        for error in errors:
-            for chunk in (b"step 1" + value + b" then " + error + b" end\n",
-                          value + error + b"\n" + error + value,
-                          b"a\n" + error + b" " + value + b" " + value + b"\n"):
-                assert_same_lines(needle_sets, engines, chunk)
+    pairs = [(non_finite[i % len(non_finite)], error) for i, error in enumerate(errors)]
+    pairs += [(value, errors[i % len(errors)]) for i, value in enumerate(non_finite)]
+    for pattern in engines["sparse"]["re"]._anchored:  # all pairs that share an anchor byte
+        members = [literal for _, literal in pattern.literals]
+        pairs += [(a.data, b.data) for a in members for b in members if a.kind == NON_FINITE and b.kind == ERROR]
+    for value, error in pairs:
+        for chunk in (b"step 1" + value + b" then " + error + b" end\n",
+                      value + error + b"\n" + error + value,
+                      b"a\n" + error + b" " + value + b" " + value + b"\n"):
+            assert_same_lines(needle_sets, engines, chunk)
