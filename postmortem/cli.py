@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -80,43 +81,44 @@ def cli() -> None:
     """
 
 
-@cli.command("scan")
+@cli.command("scan", short_help="Scan logs (files, folders, a pipe) and print the draft.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
-@click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
-              help="What the input is. auto: from its first bytes; text: a log; ipynb: a Jupyter notebook "
-                   "(its cells' outputs; incidents cite `nb.ipynb, cell 3`); kaggle: a Kaggle kernel log "
-                   "(the JSON records; incidents cite the time, `kernel.log, 12.3 s`).")
-@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Render the report with your own jinja2 template FILE instead of --format. It runs in "
-                   "jinja2's sandbox and sees what the built-in report.md.j2 sees (s, sources, entries), "
-                   "plus `incidents` (the JSON report's dicts); it may include the built-in incident.md.j2.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "jsonl"]), default="md", show_default=True,
-              help="md: the journal draft; json: the stable machine-readable report; "
-                   "jsonl: one JSON object per log and line ({\"source\": ..., \"incidents\": [...]}), for bulk use.")
+              help="md: the journal draft; json: the machine-readable report; jsonl: one JSON line per log.")
 @lang_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to FILE instead of stdout (refuses to replace a file; see --force).")
 @click.option("--force", is_flag=True, help="With -o: replace FILE if it exists.")
 @click.option("--exit-code", is_flag=True, help="Exit with status 1 when an incident is found (like git diff).")
+@click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
+              help="What the input is (auto: from its first bytes). ipynb: a Jupyter notebook, incidents cite "
+                   "`nb.ipynb, cell 3`; kaggle: a Kaggle kernel log, incidents cite the time `kernel.log, 12.3 s`.")
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Render with your own jinja2 template FILE instead of --format (sandboxed; it sees what "
+                   "the built-in report.md.j2 sees, plus `incidents`, the JSON report's dicts).")
 @jobs_option
 @scheduler_option("with --format jsonl")
 @patterns_option
 @click.option("--no-redact", is_flag=True, help="Keep tokens, keys and home-directory user names in the output.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also draw the metric curves of each training-dynamics incident as PNGs in DIR, linked "
-                   "from the draft (needs matplotlib: pip install 'postmortem[plot]').")
+              help="Also draw the curves of each training-dynamics incident as PNGs in DIRECTORY, linked "
+                   "from the draft (needs pip install 'postmortem[plot]').")
 def scan_command(paths, input_format, template_path,
                  fmt, lang, output, force, exit_code, jobs, scheduler, patterns_dirs, no_redact,
                  plot_dir) -> None:
     """Scan logs and print the draft postmortem.
 
-    PATHS are log files (plain or .gz) and folders; "-" or no path reads stdin. A folder is
-    searched recursively for LOG_RULE. Several logs give one report whose incidents name their
-    log (with --format jsonl: one line per log), in the order given, folders sorted.
+    \b
+    postmortem scan run.log                    # the Markdown draft on stdout
+    python train.py 2>&1 | postmortem scan     # 2>&1: a traceback goes to stderr
+    postmortem scan runs/ --format jsonl       # every log under runs/, one JSON line each
 
-    A log that cannot be read is reported on stderr and skipped; the others are scanned.
-    Exit status: 0 scanned (also when some logs were skipped), 1 incidents found (with
-    --exit-code), 2 bad input (nothing could be read).
+    PATHS are logs (plain or .gz), notebooks, Kaggle logs and folders; "-" or no path reads
+    stdin. A folder is searched recursively for LOG_RULE. Several logs give one report, in the
+    order given, folders sorted.
+
+    Exit status: 0 scanned (a log that cannot be read is a warning on stderr), 1 incidents found
+    (with --exit-code), 2 bad input (nothing could be read).
     """
     sources = list(paths) or ["-"]
     if sources == ["-"] and sys.stdin.isatty():
@@ -135,14 +137,19 @@ def scan_command(paths, input_format, template_path,
             sys.exit(Exit.INCIDENTS_FOUND)
         return
     problems: list[str] = []
+    progress = _progress(sources)
     try:
-        with _progress(sources) as on_bytes:
+        with progress as on_bytes:
             report = scan(sources, kb=kb, lang=lang, redact=not no_redact,
                           on_bytes=on_bytes, problems=problems, input_format=input_format)
     except InputError as exc:
         raise BadInput(str(exc)) from None
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
+    if not report.incidents and fmt == "md" and template_path is None:  # JSON is read by programs
+        hint = _nothing_found_hint(sources[0], progress.bytes_read)
+        if hint:
+            click.echo(hint, err=True)
     report = _with_plots(report, plot_dir, output)
     if template_path is not None:
         from . import sandbox  # jinja2's sandbox, only for a user's own template
@@ -273,7 +280,7 @@ def _output_stream(output: Path | None):
     os.replace(handle.name, output)
 
 
-@cli.command("stats")
+@cli.command("stats", short_help="Count failures over many runs: which signatures, since when.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table",
               show_default=True, help="csv: the signatures table only; json: both tables and the run counts.")
@@ -288,6 +295,10 @@ def _output_stream(output: Path | None):
 @patterns_option
 def stats_command(paths, fmt, since, top, jobs, scheduler, lang, patterns_dirs) -> None:
     """Count failures over many runs: which signatures, in how many runs, since when.
+
+    \b
+    postmortem stats runs/ --since 2026-02-01
+    postmortem stats runs/ --format csv > failures.csv
 
     PATHS are logs and folders (searched recursively for LOG_RULE); a run is one log, and a run
     failed when it has an error-severity incident. One row per signature: count (times printed),
@@ -328,14 +339,20 @@ for _command in (scan_command, stats_command):
     _command.help = _command.help.replace("LOG_RULE", LOG_RULE)
 
 
-@cli.command("explain")
+@cli.command("explain", short_help="Print the full write-up of one signature.")
 @click.argument("signature_id")
 @lang_option
 @patterns_option
 def explain_command(signature_id, lang, patterns_dirs) -> None:
-    """Print the full write-up of one signature (like `rustc --explain`)."""
+    """Print the full write-up of one signature (like `rustc --explain`).
+
+    \b
+    postmortem explain cuda-oom
+    postmortem explain cuda-oom --lang zh
+    postmortem patterns list                   # every id
+    """
     kb = _load_kb(patterns_dirs)
-    sig = kb.get(signature_id)
+    sig = kb.get(signature_id) or kb.get(signature_id.strip().lower().replace("_", "-"))
     if sig is None:
         close = difflib.get_close_matches(signature_id, kb.ids, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(close)}?" if close else " See `postmortem patterns list`."
@@ -348,16 +365,27 @@ def explain_command(signature_id, lang, patterns_dirs) -> None:
     click.echo(text.rstrip("\n"))
 
 
-@cli.group("patterns")
+@cli.group("patterns", short_help="List, check or start signatures (the knowledge base).")
 def patterns_group() -> None:
-    """List the knowledge base, or check a folder of your own signatures."""
+    """List the knowledge base, check a folder of your own signatures, or start one.
+
+    \b
+    postmortem patterns list
+    postmortem patterns check ~/.config/postmortem/patterns
+    postmortem patterns new --from run.log:1234
+    """
 
 
 @patterns_group.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @patterns_option
 def patterns_list_command(fmt, patterns_dirs) -> None:
-    """List every signature: id, category, severity, title."""
+    """List every signature: id, category, severity, title.
+
+    \b
+    postmortem patterns list
+    postmortem patterns list --format json
+    """
     kb = _load_kb(patterns_dirs)
     rows = [
         {"id": s.id, "category": s.category, "severity": s.severity, "status": s.status,
@@ -375,10 +403,13 @@ def patterns_list_command(fmt, patterns_dirs) -> None:
     click.echo(f"{len(rows)} signatures", err=True)
 
 
-@patterns_group.command("check")
+@patterns_group.command("check", short_help="Validate your own signatures and run their examples.")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def patterns_check_command(directory) -> None:
     """Validate the signatures in DIRECTORY and run their examples against the whole knowledge base.
+
+    \b
+    postmortem patterns check ~/.config/postmortem/patterns
 
     Every problem is reported as FILE: KEY: REASON; the exit status is 1 when any is found.
     """
@@ -420,6 +451,9 @@ def patterns_check_command(directory) -> None:
 def patterns_new_command(location, sig_id, into, patterns_dirs) -> None:
     """Write a starter signature for the error at LOG:LINE.
 
+    \b
+    postmortem patterns new --from run.log:1234 --into my-patterns/
+
     The exception type and the generalised message become the match, the lines around it the
     first example; the texts and references are TODO until you write them, and `patterns check`
     refuses the file until then.
@@ -445,7 +479,7 @@ def patterns_new_command(location, sig_id, into, patterns_dirs) -> None:
     click.echo(f"wrote {target}: fill in the TODOs and a reference, then `postmortem patterns check {into}`")
 
 
-@cli.command("review")
+@cli.command("review", short_help="Add the day's incidents from logs to your journal.")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
               help="The journal (Markdown) to add the day's entries to; created if missing. "
@@ -516,7 +550,8 @@ def review_command(logs, journal, day, dry_run, lang, patterns_dirs, no_redact) 
     click.echo(summary, err=True)
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@cli.command("run", short_help="Run a command, log its output, draft the postmortem if it fails.",
+             context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to tee the output. Default: runs/<timestamp>-<command>.log (never overwritten).")
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
@@ -588,12 +623,15 @@ def _add_to_journal(journal: Path, day, report) -> None:
                + (f" ({len(update.skipped)} already there)" if update.skipped else ""), err=True)
 
 
-@cli.command("learn")
+@cli.command("learn", short_help="Turn your journal's entries into personal signatures.")
 @click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--into", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the learned signatures. Default: $XDG_CONFIG_HOME/postmortem/patterns/learned/.")
 def learn_command(journal, into) -> None:
     """Turn the journal's entries that quote an error into personal signatures.
+
+    \b
+    postmortem learn review.md
 
     An entry whose symptom (错误现象 / Symptom) quotes an error in backticks becomes a signature
     with your own fix and lesson; a later scan that meets the error shows them first.
@@ -619,7 +657,7 @@ def learn_command(journal, into) -> None:
                f"{len(result.removed)} removed, {len(result.skipped)} skipped; signatures in {result.directory}")
 
 
-@cli.command("metrics")
+@cli.command("metrics", short_help="Export the metric series read from a log.")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), default="csv", show_default=True,
               help="csv/json: every extracted row (non-finite values as nan, inf, -inf); md: per series, "
@@ -628,10 +666,14 @@ def learn_command(journal, into) -> None:
 def metrics_command(path, fmt, patterns_dirs) -> None:
     """Export the metric series postmortem reads from a log (PATH, or "-" for stdin).
 
+    \b
+    postmortem metrics run.log > run.csv
+    postmortem metrics run.log --format md     # a table and sparklines per series
+
     One row per logged step: format (dict, bar, line, line-unnumbered), run (a restart starts a
     new one), split (train/eval), step, epoch, the log's line number, then one column per metric.
     On very long logs the rows are a bounded sample that keeps every NaN/Inf run's boundaries and
-    each metric's extremes (see postmortem/metrics.py).
+    each metric's extremes.
     """
     from .render import JSON_VERSION
     from .scan import extract_metrics
@@ -701,7 +743,43 @@ def _load_kb(patterns_dirs) -> KnowledgeBase:
         raise BadInput(str(exc)) from None
 
 
+def _nothing_found_hint(source: str, bytes_read: int) -> str | None:
+    """Why a scan may have found nothing, when the input itself says so: one line, or None.
+
+    The usual surprise is a pipe without `2>&1`: the traceback went to the terminal, not to us.
+    """
+    if source == "-":
+        if bytes_read == 0:  # counted after a notebook or Kaggle log is turned into log lines
+            return ("warning: no log lines on stdin; a traceback goes to stderr, so pipe both: "
+                    "python train.py 2>&1 | postmortem scan")
+        if _stdin_is_pipe():
+            return ("note: nothing recognised in the pipe; if the run printed a traceback, it went to stderr: "
+                    "python train.py 2>&1 | postmortem scan")
+        return None
+    try:
+        with open(source, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    if not head:
+        return f"warning: {source}: the file is empty"
+    if not head.startswith(b"\x1f\x8b") and b"\0" in head:
+        return (f"warning: {source}: contains NUL bytes: a binary file, or UTF-16 text (Windows PowerShell's `>`), "
+                "not a plain log")
+    return None
+
+
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
 def _check_output_path(output: Path, sources: list[str], force: bool) -> None:
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise BadInput(f"{output}: no such folder {folder}")
     if output.exists() and not force:
         raise BadInput(f"{output}: already exists; pass --force to replace it")
     for source in sources:
@@ -710,7 +788,10 @@ def _check_output_path(output: Path, sources: list[str], force: bool) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    replace_atomically(path, text.encode("utf-8"))
+    try:
+        replace_atomically(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 class _progress:
@@ -724,13 +805,19 @@ class _progress:
             except OSError:
                 pass
         self.bar = None
+        self.bytes_read = 0  # an empty input is worth a warning (see _nothing_found_hint)
         if total >= PROGRESS_MIN_BYTES and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="B", unit_scale=True, desc="scanning", file=sys.stderr, leave=False)
 
+    def _on_bytes(self, count: int) -> None:
+        self.bytes_read += count
+        if self.bar is not None:
+            self.bar.update(count)
+
     def __enter__(self):
-        return self.bar.update if self.bar is not None else None
+        return self._on_bytes
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
@@ -765,12 +852,28 @@ class _batch_progress:
 
 
 def main() -> None:
+    # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and status 1, and the shell
+    # convention (and `postmortem run`) is 130.
     try:
-        cli(prog_name="postmortem")
-    except KeyboardInterrupt:
+        status = cli.main(prog_name="postmortem", standalone_mode=False)
+    except (KeyboardInterrupt, click.Abort):
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            exc.show()  # a bare `postmortem`: the help is the answer
+        else:  # one line, like every other error of ours
+            message = exc.format_message().rstrip()
+            if not message.endswith((".", "?", "!")):
+                message += "."
+            where = f" Try `{exc.ctx.command_path} --help`." if exc.ctx is not None else ""
+            click.echo(f"Error: {message}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         # `postmortem scan big.log | head` closed the pipe: not an error of ours.
         sys.stderr.close()
         sys.exit(0)
+    sys.exit(status if isinstance(status, int) else 0)  # --help and --version give 0

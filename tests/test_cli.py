@@ -121,3 +121,81 @@ MyDatasetError: shard 3 has no header
     assert incident["evidence"] == "MyDatasetError: shard 3 has no header"
     assert incident["location"] == {"file": "~/proj/data.py", "line": 12, "function": "load"}
     assert "patterns new" in incident["fix"]
+    # The message itself is the evidence, quoted once below the symptom, not twice.
+    assert incident["symptom"] == "The run failed with `MyDatasetError`."
+
+
+def test_every_command_teaches_by_example_and_the_list_is_not_cut():
+    listing = invoke(["--help"]).output
+    assert "..." not in listing.split("Commands:")[1]
+    commands = [[name] for name in cli.commands if name != "patterns"]
+    commands += [["patterns"]] + [["patterns", name] for name in cli.commands["patterns"].commands]
+    for command in commands:
+        text = invoke([*command, "--help"]).output
+        examples = [line.strip() for line in text.splitlines() if line.startswith("  postmortem ")]
+        assert any(line.startswith(" ".join(["postmortem", *command])) for line in examples), command
+
+
+def test_output_into_a_missing_folder_is_one_line_and_exit_2(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(DTYPE_LOG)
+    for extra in ([], [str(log)]):  # one log, and several (the batch path)
+        result = invoke(["scan", str(log), *extra, "-o", str(tmp_path / "no" / "draft.md")])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().count("\n") == 0 and "no such folder" in result.output
+
+
+def test_empty_input_says_so_and_points_at_2_and_1(tmp_path):
+    result = invoke(["scan"], input="")
+    assert result.exit_code == 0
+    assert "2>&1" in result.stderr and result.stderr.count("\n") == 1
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert "empty.log: the file is empty" in invoke(["scan", str(empty)]).stderr
+
+
+def test_a_binary_file_is_named_as_such(tmp_path):
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50)
+    result = invoke(["scan", str(blob)])
+    assert result.exit_code == 0 and "NUL bytes" in result.stderr
+    log = tmp_path / "run.log"
+    log.write_text("epoch 1 done\n")
+    assert invoke(["scan", str(log)]).stderr == ""
+
+
+def test_explain_takes_the_id_in_any_case_or_with_underscores():
+    result = invoke(["explain", "CUDA_OOM"])
+    assert result.exit_code == 0 and result.output.startswith("# cuda-oom:")
+
+
+def _main(monkeypatch, capsys, *args):
+    from postmortem import cli as cli_module
+
+    monkeypatch.setattr("sys.argv", ["postmortem", *args])
+    try:
+        cli_module.main()
+    except SystemExit as exc:
+        return exc.code, capsys.readouterr()
+    raise AssertionError("main() always exits")
+
+
+def test_usage_errors_are_one_line_from_the_installed_command(monkeypatch, capsys):
+    status, captured = _main(monkeypatch, capsys, "scan", "--lang", "fr", "run.log")
+    assert status == 2
+    assert captured.err == ("Error: Invalid value for '--lang': 'fr' is not one of 'en', 'zh'. "
+                            "Try `postmortem scan --help`.\n")
+    status, captured = _main(monkeypatch, capsys, "--version")
+    assert status == 0 and "postmortem" in captured.out
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys, tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(DTYPE_LOG)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("postmortem.cli.scan", interrupted)
+    status, captured = _main(monkeypatch, capsys, "scan", str(log))
+    assert status == 130 and captured.err.strip() == "interrupted"
