@@ -5,8 +5,9 @@ read whole, a metrics line may be sampled), so that is what is compared: the pur
 (anchor bytes found by memchr or re, `postmortem/prefilter.py`), Hyperscan when it is installed,
 and a reference that looks for every encoding of every needle with `bytes.find`, overlaps
 included. Inputs: the samples, the example logs beside the signatures, the signatures' examples,
-the logs modelled on public reports (tests/realworld), generated training logs, random chunks cut anywhere, needles at the very start and end of a
-chunk, caseless needles in mixed case, non-ASCII needles in UTF-8 and GB18030.
+the logs modelled on public reports (tests/realworld), generated training logs, random chunks
+cut anywhere, needles at the very start and end of a chunk, caseless needles in mixed case,
+non-ASCII needles in UTF-8 and GB18030, a NaN and an error needle on one line.
 """
 from __future__ import annotations
 
