@@ -66,6 +66,19 @@ def test_glog_headers_of_pytorch_and_c10d_are_removed():
         ("", "[0/0] torch._dynamo hit it"), ("rank0", "[Rank 0] Watchdog caught it"), ("", "W1024 is not a header")]
 
 
+def test_vllm_logger_headers_are_removed():
+    lines = lines_of(
+        b"ERROR 08-14 11:02:44 worker_base.py:464] torch.OutOfMemoryError: CUDA out of memory.\n"
+        b"INFO 05-01 12:00:00 [core.py:58] Initializing a V1 LLM engine\n"
+        b"(VllmWorkerProcess pid=2314) ERROR 08-14 11:02:44 multiproc_worker_utils.py:120] Traceback (most recent call last):\n"
+    )
+    assert [(l.stream, l.text) for l in lines] == [
+        ("", "torch.OutOfMemoryError: CUDA out of memory."), ("", "Initializing a V1 LLM engine"),
+        ("VllmWorkerProcess-2314", "Traceback (most recent call last):")]
+    [line] = lines_of(b"(VllmWorker rank=5 pid=3073)   File \"/opt/venv/lib/python3.12/site-packages/vllm/x.py\"\n")
+    assert (line.stream, line.text) == ("VllmWorker-3073", '  File "/opt/venv/lib/python3.12/site-packages/vllm/x.py"')
+
+
 def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
     lines = lines_of(b"> Traceback (most recent call last):\n>   File \"a.py\", line 1\n> > RuntimeError: x\n")
     assert [l.text for l in lines] == ["Traceback (most recent call last):", '  File "a.py", line 1', "RuntimeError: x"]
