@@ -139,7 +139,7 @@ def needles_for(kb: KnowledgeBase, metric_lines: bool = True) -> tuple[list[Need
     every_line = False
     for sig in kb.signatures:
         for pattern in sig.line_patterns:
-            literals = required_literals(pattern.pattern)
+            literals = pattern.literals  # required_literals, cached with the signature
             if literals is None:
                 every_line = True
                 continue
