@@ -529,7 +529,7 @@ def review_command(logs, journal, day, dry_run, lang, patterns_dirs, no_redact) 
     update = add_to_day(current.text, day_review.day, day_review.incidents, chosen, day_review.attempts,
                         newline=current.newline)
     heading = day_review.day.strftime("%Y%m%d")
-    summary = f"{journal}: {len(update.added)} new entries under {heading}"
+    summary = f"{journal}: {_new_entries(len(update.added))} under {heading}"
     if update.skipped:
         summary += f" ({len(update.skipped)} already there)"
     if update.table and update.table != "unchanged":
@@ -546,7 +546,7 @@ def review_command(logs, journal, day, dry_run, lang, patterns_dirs, no_redact) 
         except JournalError as exc:
             raise BadInput(str(exc)) from None
     elif not day_review.incidents:
-        summary = f"{journal}: " + ui_strings("en")["no_incidents"].format(sources=sources) + " Nothing to add"
+        summary = f"{journal}: " + ui_strings("en")["no_incidents"].format(sources=sources) + " Nothing to add."
     click.echo(summary, err=True)
 
 
@@ -596,6 +596,10 @@ def run_command_cli(log_path, journal, lang, patterns_dirs, command) -> None:
     sys.exit(record.status)
 
 
+def _new_entries(count: int) -> str:
+    return f"{count} new {'entry' if count == 1 else 'entries'}"
+
+
 def _journal_language(journal: Path | None) -> str | None:
     """The language a journal is written in, judged by its own field labels."""
     from .journal import JournalError, detect_language, read_journal
@@ -619,7 +623,7 @@ def _add_to_journal(journal: Path, day, report) -> None:
     except JournalError as exc:
         click.echo(f"Error: {exc}", err=True)
         return
-    click.echo(f"{journal}: {len(update.added)} new entries under {day.strftime('%Y%m%d')}"
+    click.echo(f"{journal}: {_new_entries(len(update.added))} under {day.strftime('%Y%m%d')}"
                + (f" ({len(update.skipped)} already there)" if update.skipped else ""), err=True)
 
 

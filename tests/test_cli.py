@@ -199,3 +199,13 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("postmortem.cli.scan", interrupted)
     status, captured = _main(monkeypatch, capsys, "scan", str(log))
     assert status == 130 and captured.err.strip() == "interrupted"
+
+
+def test_review_counts_entries_in_english_that_reads(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(DTYPE_LOG)
+    journal = tmp_path / "review.md"
+    first = invoke(["review", str(log), "--journal", str(journal), "--date", "2026-02-06"])
+    assert first.exit_code == 0 and "1 new entry under 20260206" in first.stderr
+    again = invoke(["review", str(log), "--journal", str(journal), "--date", "2026-02-06"])
+    assert "0 new entries under 20260206 (1 already there)" in again.stderr
