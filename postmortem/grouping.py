@@ -185,17 +185,26 @@ def _merge_echoes(groups: dict[str, _Group], kb: KnowledgeBase) -> None:
 
 
 def _apply_explains(groups: dict[str, _Group], kb: KnowledgeBase, present: set[str]) -> None:
-    explainers: dict[str, str] = {}
-    for sig_id in present:
+    """A failure explains the later ones its signature names: a CUDA OOM on one rank, the NCCL
+    timeouts the other ranks report half an hour later. Not an earlier one: an abort printed after
+    a watchdog timeout (`terminate called ...`, `Aborted`) is that timeout's end, not its cause."""
+    first_seen: dict[str, tuple[int, int]] = {}
+    for group in groups.values():
+        if group.signature not in first_seen or group.order < first_seen[group.signature]:
+            first_seen[group.signature] = group.order
+    explainers: dict[str, list[str]] = {}
+    for sig_id in sorted(present, key=lambda s: first_seen.get(s, (0, 0))):
         sig = kb.get(sig_id)
         if sig is not None:
             for explained in sig.explains:
                 if explained != sig_id:
-                    explainers.setdefault(explained, sig_id)
+                    explainers.setdefault(explained, []).append(sig_id)
     for group in groups.values():
-        cause = explainers.get(group.signature)
-        if group.explained_by is None and cause is not None:
-            group.explained_by = cause
+        if group.explained_by is not None:
+            continue
+        causes = [c for c in explainers.get(group.signature, ()) if first_seen.get(c, (0, 0)) <= group.order]
+        if causes:
+            group.explained_by = causes[0]
 
 
 def _drop_wrappers(groups: dict[str, _Group], kb: KnowledgeBase, keep_hints: bool = False) -> None:

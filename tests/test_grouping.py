@@ -47,3 +47,23 @@ iter 100: loss 3.2104, time 52.31ms, mfu 12.3%
 running inference on 512 held-out samples
 '''
     assert scan_text(log, kb=kb).incidents == ()
+
+
+WATCHDOG = ("[E ProcessGroupNCCL.cpp:737] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=2817, "
+            "OpType=ALLREDUCE, Timeout(ms)=1800000) ran for 1800534 milliseconds before timing out.\n")
+
+
+def test_a_failure_explains_a_later_one_it_names(kb):
+    oom = ("[rank3]:torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total "
+           "capacity of 79.15 GiB of which 1.02 GiB is free.\n")
+    report = scan_text(oom + WATCHDOG, kb=kb)
+    assert [(i.signature, i.explained_by) for i in report.incidents] == [
+        ("cuda-oom", None), ("distributed-timeout", "cuda-oom")]
+
+
+def test_an_abort_after_a_timeout_does_not_explain_it(kb):
+    # torch 1.x: the watchdog's exception escapes, the process aborts; the abort is the timeout's end
+    report = scan_text(WATCHDOG + "terminate called after throwing an instance of 'std::runtime_error'\n"
+                       "  what():  [Rank 1] Watchdog caught collective operation timeout\nAborted (core dumped)\n", kb=kb)
+    assert [(i.signature, i.explained_by) for i in report.incidents] == [
+        ("distributed-timeout", None), ("segfault", None)]
