@@ -53,22 +53,25 @@ QUOTE_PREFIX_RE = regex.compile(r"^(?:> ?)+")
 MARKDOWN_WRAP_RE = regex.compile(r"^(?P<mark>\*\*|`)(?P<inner>[^*`\s][^`]*?)(?P=mark)$")
 # `[rank3]:`, `[default3]:` (torchrun --tee / --redirects), `[1,3]<stderr>:` (mpirun). torchrun
 # under another launcher that also tags lines doubles the tag: `[rank0]:[rank0]: Traceback ...`.
-# vLLM's workers: `(VllmWorkerProcess pid=2421) `, `(VllmWorker rank=5 pid=3073) `.
+# vLLM's workers: `(VllmWorkerProcess pid=2421) `, `(VllmWorker rank=5 pid=3073) `; docker
+# compose's service column: `model-worker-1  | ` (`_1` in compose v1).
 RANK_PREFIX_RE = regex.compile(
     r"^(?:\[(?:(?P<name>rank|default)(?P<n>\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
     r"(?:\[(?:rank|default)\d+\]:\s?)*"
-    r"|\((?P<proc>[A-Za-z]\w*)(?: rank=\d+)? pid=(?P<pid>\d+)\) )"
+    r"|\((?P<proc>[A-Za-z]\w*)(?: rank=\d+)? pid=(?P<pid>\d+)\) "
+    r"|(?P<service>[A-Za-z][\w.-]*[-_]\d+) +\| )"
 )
 _DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
 # Logging headers: `2026-02-06 12:00:01,123 - INFO - __main__ - `, `02/06/2026 12:00:01 - INFO -
 # name - ` (HF examples), `[2026-02-06 12:00:01,123] [INFO] [file.py:12:fn] ` (DeepSpeed),
-# `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig), and glog's
+# `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig), FastChat's
+# `2024-09-26 06:12:44 | ERROR | stderr | `, and glog's
 # `W1024 01:17:10.936000 1403 torch/_dynamo/convert_frame.py:1009] ` (PyTorch's own logging,
 # c10d / NCCL in C++: level letter, MMDD, time, thread or process id, file:line), and vLLM's
 # `ERROR 08-14 11:02:44 worker_base.py:464] `, `INFO 05-01 12:00:00 [core.py:58] `.
 LOG_HEADER_RE = regex.compile(
-    rf"^(?:\[?{_DATE}\]?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?(?:\s*[-|]\s*[\w.<>]+\s*-)?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
+    rf"^(?:\[?{_DATE}\]?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?(?:\s*[-|]\s*[\w.<>]+\s*[-|])?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
     rf"|{_LEVEL}:[\w.]+:"
     rf"|[IWEF]\d{{4}} \d{{2}}:\d{{2}}:\d{{2}}\.\d+ +\d+ [^\s\]]+:\d+\] ?"
     rf"|{_LEVEL} \d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)? \[?[^\s\]]+:\d+\] ?)"
@@ -251,7 +254,7 @@ def clean_line(text: str, number: int, source: str = "") -> LogLine:
         if match["name"]:
             stream = f"{match['name']}{match['n']}"
         else:
-            stream = f"mpi{match['mpi']}" if match["mpi"] else f"{match['proc']}-{match['pid']}"
+            stream = (f"mpi{match['mpi']}" if match["mpi"] else match["service"] or f"{match['proc']}-{match['pid']}")
         text = text[match.end():]
     if text[:1].isdigit() or text[:1] in "[IDWECF":
         header = LOG_HEADER_RE.match(text)

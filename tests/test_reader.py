@@ -79,6 +79,13 @@ def test_vllm_logger_headers_are_removed():
     assert (line.stream, line.text) == ("VllmWorker-3073", '  File "/opt/venv/lib/python3.12/site-packages/vllm/x.py"')
 
 
+def test_docker_compose_service_column_and_fastchat_logger():
+    lines = lines_of(b"model-worker-1  | 2024-09-26 06:12:44 | ERROR | stderr | Traceback (most recent call last):\n"
+                     b"| epoch 027 | valid on 'valid' subset\n")
+    assert [(l.stream, l.text) for l in lines] == [
+        ("model-worker-1", "Traceback (most recent call last):"), ("", "| epoch 027 | valid on 'valid' subset")]
+
+
 def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
     lines = lines_of(b"> Traceback (most recent call last):\n>   File \"a.py\", line 1\n> > RuntimeError: x\n")
     assert [l.text for l in lines] == ["Traceback (most recent call last):", '  File "a.py", line 1', "RuntimeError: x"]
