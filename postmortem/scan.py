@@ -295,9 +295,10 @@ class _SourceScan:
             if evidence.line_number >= end:
                 self.result.matches.append(dataclasses.replace(match, evidence=evidence))
         self.result.unmatched += [e for e in map(moved, unmatched) if e.line_number >= end]
-        for line in metric_lines:
+        feed = self.result.metrics.feed
+        for line in metric_lines:  # thousands of them: the constructor, not dataclasses.replace
             if line.number + shift >= end:
-                self.result.metrics.feed(dataclasses.replace(line, number=line.number + shift))
+                feed(LogLine(line.number + shift, line.text, line.stream, line.source, line.header))
         self.scanner.matcher.problems += [p for p in problems if p not in self.scanner.matcher.problems]
 
     def _read_lines(self, chunk: bytes, start: int, stop: int, claim: bool, while_busy: bool = False,
