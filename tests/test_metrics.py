@@ -168,10 +168,17 @@ def test_grpo_zeros_for_20_steps_then_recovery_is_a_warning_that_says_step_21():
     assert "It recovered at step 21" in incident.symptom and "a cold start, not a bug" in incident.symptom
 
 
+GRPO_ZERO = "{'loss': 0.0, 'grad_norm': 0.0, 'learning_rate': 1e-06, 'reward': 0.0, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0, 'kl': 0.0}"
+GRPO_SCORED = "{'loss': 0.012, 'grad_norm': 0.31, 'learning_rate': 1e-06, 'reward': 0.125, 'reward_std': 0.33, 'frac_reward_zero_std': 0.75, 'kl': 0.0}"
+
+
+def zero_reward_findings(zero_steps: int, scored_steps: int):
+    log = "\n".join([GRPO_ZERO] * zero_steps + [GRPO_SCORED] * scored_steps)
+    return [f for f in _collect(log).findings() if f.text == "zero-reward"]
+
+
 def test_a_cold_start_of_a_few_steps_is_no_finding():
-    zero = "{'loss': 0.0, 'grad_norm': 0.0, 'learning_rate': 1e-06, 'reward': 0.0, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0, 'kl': 0.0}"
-    scored = "{'loss': 0.012, 'grad_norm': 0.31, 'learning_rate': 1e-06, 'reward': 0.125, 'reward_std': 0.33, 'frac_reward_zero_std': 0.75, 'kl': 0.0}"
-    assert not [f for f in _collect("\n".join([zero] * 9 + [scored] * 20)).findings() if f.text == "zero-reward"]
+    assert zero_reward_findings(9, 20) == []
 
 
 def test_a_cold_start_that_recovers_only_after_worry_steps_is_a_warning_that_says_so(monkeypatch):
@@ -183,11 +190,9 @@ def test_a_cold_start_that_recovers_only_after_worry_steps_is_a_warning_that_say
 
 
 def test_a_cold_start_longer_than_the_default_worry_steps_is_reported_at_its_first_step():
-    zero = "{'loss': 0.0, 'grad_norm': 0.0, 'learning_rate': 1e-06, 'reward': 0.0, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0, 'kl': 0.0}"
-    scored = "{'loss': 0.012, 'grad_norm': 0.31, 'learning_rate': 1e-06, 'reward': 0.125, 'reward_std': 0.33, 'frac_reward_zero_std': 0.75, 'kl': 0.0}"
-    found = [f for f in _collect("\n".join([zero] * 60 + [scored] * 5)).findings() if f.text == "zero-reward"]
+    found = zero_reward_findings(60, 5)
     assert [(f.line_number, f.values["zero_steps"], f.values["recovered_step"]) for f in found] == [(1, "60", "61")]
-    [short] = [f for f in _collect("\n".join([zero] * 49 + [scored] * 5)).findings() if f.text == "zero-reward"]
+    [short] = zero_reward_findings(49, 5)
     assert "past the" not in short.values["detail"]
 
 
