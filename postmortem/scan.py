@@ -49,6 +49,7 @@ EXACT_MAX_BYTES = 64 << 20
 EXACT_METRIC_LINES = 50_000
 METRIC_SAMPLES_PER_CHUNK = 32
 LINES_BEFORE_NON_FINITE = 32
+MAX_METRIC_LINE_CHARS = 64 << 10  # the longest Trainer/TRL dict is a few kB; a longer line is data
 # A plain log this big is scanned on two cores: a forked worker scans the tail while this
 # process scans the head, then takes in the worker's findings and, in order, its metrics lines.
 PARALLEL_MIN_BYTES = 256 << 20
@@ -316,6 +317,8 @@ class _SourceScan:
             data = chunk[position:end]
             if last_frame_only:
                 data = data[data.rfind(b"\r", 0, len(data) - 2) + 1:]
+                if len(data) > MAX_METRIC_LINE_CHARS:
+                    data = b""  # a sampled "metrics line" a megabyte long is data: not worth decoding
             for text in split_physical_line(self.decoder.decode(data)):
                 self._feed(clean_line(text, self.line_number, self.source), claim)
             if chunk[end - 1:end] == b"\n":
@@ -331,7 +334,9 @@ class _SourceScan:
         if isinstance(item, Trace):
             self._claim_trace(item)
             return
-        if self.metric_lines is not None:
+        if len(item.text) > MAX_METRIC_LINE_CHARS:
+            pass  # a megabyte-long line is no metrics line, and parsing it as one is slow
+        elif self.metric_lines is not None:
             self.metric_lines.append(item)
         else:
             self.result.metrics.feed(item)
