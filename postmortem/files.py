@@ -14,8 +14,10 @@ from pathlib import Path
 def replace_atomically(path: Path, data: bytes, before_rename: Callable[[str], None] | None = None) -> None:
     """Put `data` at `path` in one step. `before_rename(temp_name)` may check or refuse (raise)."""
     directory = path.parent if str(path.parent) else Path(".")
+    mode = _mode_for(path)
     handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp_name, mode)
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
@@ -30,6 +32,17 @@ def replace_atomically(path: Path, data: bytes, before_rename: Callable[[str], N
             pass
         raise
     _fsync_directory(directory)
+
+
+def _mode_for(path: Path) -> int:
+    """The replaced file keeps its permissions; a new one gets what `open()` would give it
+    (mkstemp's 0600 would make a shared journal or report private)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:
