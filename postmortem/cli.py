@@ -741,10 +741,14 @@ def _kb_with(extra) -> KnowledgeBase:
 
 
 def _load_kb(patterns_dirs) -> KnowledgeBase:
+    problems: list[str] = []
     try:
-        return load_knowledge_base(patterns_dirs)
+        kb = load_knowledge_base(patterns_dirs, problems=problems)
     except SignatureError as exc:
         raise BadInput(str(exc)) from None
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    return kb
 
 
 def _nothing_found_hint(source: str, bytes_read: int) -> str | None:

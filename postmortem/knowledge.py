@@ -129,27 +129,48 @@ def user_patterns_dir() -> Path:
 
 
 def load_knowledge_base(
-    extra_dirs: Iterable[Path | str] = (), include_user: bool = True, include_builtin: bool = True
+    extra_dirs: Iterable[Path | str] = (), include_user: bool = True, include_builtin: bool = True,
+    problems: list[str] | None = None,
 ) -> KnowledgeBase:
-    """Built-in signatures, then the user's, then `extra_dirs`; a later file with the same id wins."""
+    """Built-in signatures, then the user's, then `extra_dirs`; a later file with the same id wins.
+
+    A bad file raises SignatureError, except in the user's own folder when `problems` is given:
+    there it is skipped and reported, so that a half-written `patterns new` starter does not stop
+    every scan (a folder named with `--patterns` is asked for, and stays strict).
+    """
     dirs: list[Path] = []
     if include_builtin:
         dirs.append(resources.patterns_dir())
-    if include_user:
-        user_dir = user_patterns_dir()
-        if user_dir.is_dir():
-            dirs.append(user_dir)
+    user_dir = user_patterns_dir() if include_user else None
+    if user_dir is not None and user_dir.is_dir():
+        dirs.append(user_dir)
     dirs.extend(Path(d) for d in extra_dirs)
     by_id: dict[str, Signature] = {}
     for directory in dirs:
         builtin = include_builtin and directory == dirs[0]
-        for signature in load_directory(directory, eager=not builtin):
+        try:
+            signatures = load_directory(directory, eager=not builtin)
+        except SignatureError:
+            if problems is None or directory != user_dir:
+                raise
+            signatures = _load_the_good_ones(directory, problems)
+        for signature in signatures:
             if signature.learned is not None and include_builtin and directory == dirs[0]:
                 raise SignatureError(signature.path, "learned",
                                      "a learned signature belongs in the user's patterns/learned/ folder, "
                                      "not in the built-in knowledge base")
             by_id[signature.id] = signature
     return KnowledgeBase(tuple(by_id.values()))
+
+
+def _load_the_good_ones(directory: Path, problems: list[str]) -> list[Signature]:
+    signatures = []
+    for path in signature_files(directory):
+        try:
+            signatures.append(load_signature(path))
+        except SignatureError as exc:
+            problems.append(f"{exc} (skipped: fix it, or move it out of {directory})")
+    return signatures
 
 
 def signature_files(directory: Path | str) -> list[Path]:

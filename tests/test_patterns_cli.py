@@ -143,3 +143,20 @@ def test_every_builtin_signature_passes_the_eager_checks():
     for sig in load_directory(patterns_dir(), eager=True):
         for pattern in sig.message_patterns + sig.line_patterns + sig.exclude_patterns:
             assert pattern.compile() is not None, (sig.id, pattern.pattern)
+
+
+def test_a_broken_signature_in_the_users_folder_is_skipped_with_a_warning(tmp_path):
+    folder = tmp_path / "config" / "postmortem" / "patterns"
+    folder.mkdir(parents=True)
+    (folder / "half-written.toml").write_text('schema = 1\nid = "half-written"\n')
+    log = tmp_path / "run.log"
+    log.write_text("RuntimeError: CUDA error: device-side assert triggered\n")
+    result = CliRunner().invoke(
+        cli, ["scan", str(log), "--format", "json"], env={"POSTMORTEM_LANG": "en", "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    assert result.exit_code == 0, result.output
+    assert "half-written.toml" in result.stderr and "skipped" in result.stderr
+    assert [i["signature"] for i in json.loads(result.stdout)["incidents"]] == ["cuda-device-assert"]
+    # a folder the user names on the command line is asked for: it stays strict
+    strict = CliRunner().invoke(cli, ["scan", str(log), "--patterns", str(folder)],
+                                                env={"POSTMORTEM_LANG": "en", "XDG_CONFIG_HOME": "/nonexistent"})
+    assert strict.exit_code == 2 and "half-written.toml" in strict.stderr
