@@ -772,7 +772,7 @@ def _nothing_found_hint(source: str, bytes_read: int) -> str | None:
     if not head:
         return f"warning: {source}: the file is empty"
     if not head.startswith(b"\x1f\x8b") and b"\0" in head:
-        return (f"warning: {source}: contains NUL bytes: a binary file, or UTF-16 text (Windows PowerShell's `>`), "
+        return (f"warning: {source}: contains NUL bytes: a binary file, or UTF-16 text without a byte-order mark, "
                 "not a plain log")
     return None
 

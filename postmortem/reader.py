@@ -26,6 +26,7 @@ MAX_PIECE_BYTES = 1 << 20
 READ_BUFFER_BYTES = 1 << 20
 CHUNK_BYTES = 4 << 20  # the unit of bulk work: big enough to amortise, small enough to stream
 GZIP_MAGIC = b"\x1f\x8b"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # Tried in order when a line is not UTF-8. GB18030 is a superset of GBK and GB2312, the legacy
 # encodings of Chinese Windows consoles; cp1252 decodes anything else without loss of length.
 LEGACY_ENCODINGS = ("gb18030", "cp1252")
@@ -101,9 +102,35 @@ def open_source(source: str | os.PathLike) -> BinaryIO:
         except OSError as exc:
             raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
+    head = buffered.peek(2)[:2]
+    if head == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+    if head in UTF16_BOMS:
+        return io.BufferedReader(_Utf16AsUtf8(buffered))  # type: ignore[return-value]
     return buffered  # type: ignore[return-value]
+
+
+class _Utf16AsUtf8(io.RawIOBase):
+    """A UTF-16 log read as UTF-8 bytes: what Windows PowerShell 5's `>` and `Out-File` write
+    (with a byte-order mark). Line ends and `\r` stay as they were."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._text = io.TextIOWrapper(raw, encoding="utf-16", errors="replace", newline="")
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self._pending) < len(buffer):
+            text = self._text.read(max(len(buffer) // 2, 1 << 16))
+            if not text:
+                break
+            self._pending += text.encode("utf-8")
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def read_log(

@@ -109,6 +109,13 @@ def test_undecodable_bytes_do_not_crash():
     assert lines[-1].text == "ok"
 
 
+def test_utf16_from_powershell_is_read(tmp_path):
+    path = tmp_path / "run.log"
+    text = "step 1 loss=0.5\r\n 10%|#  | 1/10 [00:01<00:09]\r 20%|## | 2/10 [00:02<00:08]\r\nKeyError: 0\r\n"
+    path.write_bytes(text.encode("utf-16"))  # with its byte-order mark, as PowerShell 5 writes it
+    assert [l.text for l in read_log(path)] == ["step 1 loss=0.5", " 20%|## | 2/10 [00:02<00:08]", "KeyError: 0"]
+
+
 def test_gzip_is_read_transparently(tmp_path):
     path = tmp_path / "run.log.gz"
     path.write_bytes(gzip.compress(b"Killed\n"))
