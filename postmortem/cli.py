@@ -586,6 +586,16 @@ def run_command_cli(log_path, journal, lang, patterns_dirs, command) -> None:
         sys.exit(0)
     chosen = lang or _journal_language(journal) or default_lang()
     report = annotate_report(scan([record.log], kb=kb, lang=chosen), record)
+    if record.interrupted:
+        # The user stopped it: their own Ctrl-C is no failure to draft. What failed before it (a
+        # hang after one rank's OOM, say) still is.
+        report = dataclasses.replace(report, incidents=tuple(
+            i for i in report.incidents if not (i.signature == "unknown" and i.evidence.startswith("KeyboardInterrupt"))))
+        if not report.incidents:
+            click.echo("", err=True)
+            click.echo(summary_line(record), err=True)
+            click.echo(f"postmortem run: stopped by you; nothing failed before that. Log {record.log}", err=True)
+            sys.exit(record.status)
     if not report.incidents:
         report = dataclasses.replace(report, incidents=(unrecognised_exit(record, record.summary_at, chosen),))
     click.echo("", err=True)

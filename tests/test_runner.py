@@ -257,3 +257,38 @@ def test_a_ctrl_c_while_the_child_starts_is_delivered_to_it_not_lost_or_fatal_to
         forwarder.attach(child.pid)
         assert child.wait(timeout=20) == -signal.SIGINT
     assert forwarder.forwarded
+
+
+def _interrupted_run(monkeypatch, tmp_path, log_text):
+    """`run` as if the user had pressed Ctrl-C: the child's log and the record the runner gives."""
+    import datetime as dt
+
+    log = tmp_path / "run.log"
+    log.write_text(log_text + "[postmortem run] interrupted by signal 2: SIGINT\n")
+    record = runner.RunRecord(command=("python", "train.py"), log=log, started=dt.datetime(2026, 2, 6, 21, 4),
+                              duration=12.0, exit_status=None, signal=signal.SIGINT, peak_rss_bytes=None,
+                              interrupted=True, summary_at=log_text.count("\n") + 1)
+    monkeypatch.setattr(runner, "run_command", lambda command, log_path: record)
+
+
+KEYBOARD_INTERRUPT = ('Traceback (most recent call last):\n  File "/home/user/proj/train.py", line 9, in <module>\n'
+                      '    time.sleep(30)\nKeyboardInterrupt\n')
+
+
+def test_a_run_the_user_stopped_drafts_nothing_and_leaves_the_journal_alone(monkeypatch, tmp_path, env):
+    _interrupted_run(monkeypatch, tmp_path, "epoch 1 loss=0.5\n" + KEYBOARD_INTERRUPT)
+    journal = tmp_path / "review.md"
+    journal.write_text("## 20260206\n1. old notes\n", encoding="utf-8")
+    result = run_cli(["--journal", str(journal), "--", "python", "train.py"], env)
+    assert result.exit_code == 130
+    assert "stopped by you" in result.stderr and "KeyboardInterrupt" not in result.stderr
+    assert journal.read_text(encoding="utf-8") == "## 20260206\n1. old notes\n"
+
+
+def test_a_failure_before_the_users_ctrl_c_is_still_drafted(monkeypatch, tmp_path, env):
+    hung = "[rank1]:[E ProcessGroupNCCL.cpp:616] [Rank 1] Watchdog caught collective operation timeout: " \
+           "WorkNCCL(SeqNum=12, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600123 milliseconds before timing out.\n"
+    _interrupted_run(monkeypatch, tmp_path, hung + KEYBOARD_INTERRUPT)
+    result = run_cli(["--", "python", "train.py"], env)
+    assert result.exit_code == 130
+    assert "distributed-timeout" in result.stderr and "Unrecognised error: KeyboardInterrupt" not in result.stderr
