@@ -436,7 +436,7 @@ def patterns_check_command(directory) -> None:
                 continue
             failures += 1
             click.echo(f"{sig.path}: {result.name}: {result.failure}", err=True)
-    click.echo(f"{len(good)} signatures, {checked} examples, {failures} problems")
+    click.echo(f"{_count(len(good), 'signature')}, {_count(checked, 'example')}, {_count(failures, 'problem')}")
     if failures:
         sys.exit(Exit.CHECK_FAILED)
 
@@ -604,6 +604,10 @@ def run_command_cli(log_path, journal, lang, patterns_dirs, command) -> None:
     if journal is not None:
         _add_to_journal(journal, record.started.date(), report)
     sys.exit(record.status)
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _new_entries(count: int) -> str:

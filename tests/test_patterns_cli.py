@@ -59,7 +59,7 @@ def test_check_passes_a_good_folder(tmp_path):
     (tmp_path / "shard-header.toml").write_text(GOOD.format(id="shard-header", expect="match"))
     result = invoke(["patterns", "check", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "1 signatures, 1 examples, 0 problems" in result.output
+    assert "1 signature, 1 example, 0 problems" in result.output
 
 
 def test_user_signature_is_used_by_scan_and_explain_names_its_file(tmp_path):
