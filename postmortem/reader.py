@@ -69,12 +69,13 @@ _LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
 # `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig), FastChat's
 # `2024-09-26 06:12:44 | ERROR | stderr | `, and glog's
 # `W1024 01:17:10.936000 1403 torch/_dynamo/convert_frame.py:1009] ` (PyTorch's own logging,
-# c10d / NCCL in C++: level letter, MMDD, time, thread or process id, file:line), and vLLM's
+# c10d / NCCL in C++: level letter, MMDD, time, thread or process id, file:line; absl in TF/JAX
+# writes `E0000 00:00:1717323125.412345    1234 cuda_dnn.cc:8310] `), and vLLM's
 # `ERROR 08-14 11:02:44 worker_base.py:464] `, `INFO 05-01 12:00:00 [core.py:58] `.
 LOG_HEADER_RE = regex.compile(
     rf"^(?:\[?{_DATE}\]?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?(?:\s*[-|]\s*[\w.<>]+\s*[-|])?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
     rf"|{_LEVEL}:[\w.]+:"
-    rf"|[IWEF]\d{{4}} \d{{2}}:\d{{2}}:\d{{2}}\.\d+ +\d+ [^\s\]]+:\d+\] ?"
+    rf"|[IWEF]\d{{4}} \d{{2}}:\d{{2}}:\d+\.\d+ +\d+ [^\s\]]+:\d+\] ?"
     rf"|{_LEVEL} \d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)? \[?[^\s\]]+:\d+\] ?)"
 )
 
