@@ -196,7 +196,7 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("postmortem.cli.scan", interrupted)
+    monkeypatch.setattr("postmortem.cli.scan_cmd.scan", interrupted)
     status, captured = _main(monkeypatch, capsys, "scan", str(log))
     assert status == 130 and captured.err.strip() == "interrupted"
 
