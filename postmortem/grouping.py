@@ -266,7 +266,12 @@ def _build_incident(key: str, group: _Group, sig: Signature | None, lang: str,
     captures = sig.captures
     texts = {k: fill_placeholders(sig.text(lang, k), values, captures) for k in
              ("title", "symptom", "cause", "fix", "lesson")}
-    severity = "warning" if ev.kind == "warning" else sig.severity
+    if ev.kind == "warning":
+        severity = "warning"
+    elif any(m.kind == "exception" and m.chain_id is not None for m in group.members):
+        severity = "error"  # raised through a traceback: whatever the signature's level, it ended the run
+    else:
+        severity = sig.severity
     return Incident(
         signature=sig.id, title=texts["title"], category=sig.category, severity=severity,
         count=group.count, source=ev.source, line=ev.line_number, evidence=ev.summary,

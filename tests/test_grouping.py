@@ -67,3 +67,13 @@ def test_an_abort_after_a_timeout_does_not_explain_it(kb):
                        "  what():  [Rank 1] Watchdog caught collective operation timeout\nAborted (core dumped)\n", kb=kb)
     assert [(i.signature, i.explained_by) for i in report.incidents] == [
         ("distributed-timeout", None), ("segfault", None)]
+
+
+def test_a_warning_level_signature_raised_through_a_traceback_is_an_error(kb):
+    overflow = ("[2024-09-15 02:41:10,118] [INFO] [loss_scaler.py:190:update_scale] [deepspeed] OVERFLOW! Rank 0 "
+                "Skipping step. Attempted loss scale: 1, reducing to 1\n")
+    fatal = ('Traceback (most recent call last):\n  File "/home/user/proj/train.py", line 270, in main\n'
+             '    model.step()\nException: Current loss scale already at minimum - cannot decrease scale anymore. '
+             'Exiting run.\n')
+    assert [(i.signature, i.severity) for i in scan_text(overflow, kb=kb).incidents] == [("amp-overflow", "warning")]
+    assert [(i.signature, i.severity) for i in scan_text(overflow + fatal, kb=kb).incidents] == [("amp-overflow", "error")]
