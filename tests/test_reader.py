@@ -86,6 +86,14 @@ def test_docker_compose_service_column_and_fastchat_logger():
         ("model-worker-1", "Traceback (most recent call last):"), ("", "| epoch 027 | valid on 'valid' subset")]
 
 
+def test_the_host_pdsh_puts_before_a_traceback_becomes_the_stream_not_a_metric_name():
+    lines = lines_of(b"gpu-node-2: Traceback (most recent call last):\ngpu-node-2:   File \"t.py\", line 1\n"
+                     b"gpu-node-2: RuntimeError: boom\ntop1: 0.93\n")
+    assert [(l.stream, l.text) for l in lines] == [
+        ("gpu-node-2", "Traceback (most recent call last):"), ("gpu-node-2", '  File "t.py", line 1'),
+        ("gpu-node-2", "RuntimeError: boom"), ("", "top1: 0.93")]
+
+
 def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
     lines = lines_of(b"> Traceback (most recent call last):\n>   File \"a.py\", line 1\n> > RuntimeError: x\n")
     assert [l.text for l in lines] == ["Traceback (most recent call last):", '  File "a.py", line 1', "RuntimeError: x"]
