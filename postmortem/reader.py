@@ -57,13 +57,14 @@ MARKDOWN_WRAP_RE = regex.compile(r"^(?P<mark>\*\*|`)(?P<inner>[^*`\s][^`]*?)(?P=
 # vLLM's workers: `(VllmWorkerProcess pid=2421) `, `(VllmWorker rank=5 pid=3073) `; docker
 # compose's service column: `model-worker-1  | ` (`_1` in compose v1); the host that pdsh (the
 # DeepSpeed multi-node launcher) puts before each line, `gpu-node-2: `, taken only before a
-# traceback's lines, so that `top1: 0.93` stays a metric.
+# traceback's lines (lower case, with a digit: not `Case0Error: ...`), so that `top1: 0.93`
+# stays a metric.
 RANK_PREFIX_RE = regex.compile(
     r"^(?:\[(?:(?P<name>rank|default)(?P<n>\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
     r"(?:\[(?:rank|default)\d+\]:\s?)*"
     r"|\((?P<proc>[A-Za-z]\w*)(?: rank=\d+)? pid=(?P<pid>\d+)\) "
     r"|(?P<service>[A-Za-z][\w.-]*[-_]\d+) +\| "
-    r"|(?P<host>[A-Za-z0-9][\w.-]*\d[\w.-]*|localhost): (?=Traceback \(|\s+File \"|\s{2}|[\w.]*(?:Error|Exception)\b))"
+    r"|(?P<host>[a-z0-9][a-z0-9.-]*\d[a-z0-9.-]*|localhost): (?=Traceback \(|\s+File \"|\s{2}|[\w.]*(?:Error|Exception)\b))"
 )
 _DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"

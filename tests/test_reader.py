@@ -88,10 +88,10 @@ def test_docker_compose_service_column_and_fastchat_logger():
 
 def test_the_host_pdsh_puts_before_a_traceback_becomes_the_stream_not_a_metric_name():
     lines = lines_of(b"gpu-node-2: Traceback (most recent call last):\ngpu-node-2:   File \"t.py\", line 1\n"
-                     b"gpu-node-2: RuntimeError: boom\ntop1: 0.93\n")
+                     b"gpu-node-2: RuntimeError: boom\ntop1: 0.93\nflood.Case0Error: requests.HTTPError: 401\n")
     assert [(l.stream, l.text) for l in lines] == [
         ("gpu-node-2", "Traceback (most recent call last):"), ("gpu-node-2", '  File "t.py", line 1'),
-        ("gpu-node-2", "RuntimeError: boom"), ("", "top1: 0.93")]
+        ("gpu-node-2", "RuntimeError: boom"), ("", "top1: 0.93"), ("", "flood.Case0Error: requests.HTTPError: 401")]
 
 
 def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
