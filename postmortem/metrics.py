@@ -91,9 +91,10 @@ BAR_EPOCH_RE = re.compile(r"\bEpoch\s+(\d+)", re.I)
 POSTFIX_RE = re.compile(rf"(?:^|,)\s*([A-Za-z][\w/.\-]*)=\s*({_NUM})\s*(?=,|$)", re.I)
 LINE_HINT_RE = re.compile(r"loss|\blr\b|learning_rate|grad_?norm|reward|acc|ppl|perplexity", re.I)
 INDEX_RE = re.compile(
-    r"(?<![\w/.\-])(global_step|iteration|iter|step|epoch)\s*(?:[:=]\s*|\s+|(?=\[))\[?\s*(\d+(?:\.\d+)?)"
+    r"(?<![\w/.\-])(global_step|iteration|iter|step|epoch)\s*(?:[:=：]\s*|\s+|(?=\[))\[?\s*(\d+(?:\.\d+)?)"
     r"(?:\s*/\s*\d+)?\]?(?![\w.])", re.I)
-PAIR_RE = re.compile(rf"(?<![\w/.\-'\"])([A-Za-z][\w/.\-]*)\s*(?:=|:)\s*\[?({_NUM})\]?%?(?![\w./:])", re.I)
+# `：` is the full-width colon of Chinese logs (`Loss：nan`).
+PAIR_RE = re.compile(rf"(?<![\w/.\-'\"])([A-Za-z][\w/.\-]*)\s*(?:=|:|：)\s*\[?({_NUM})\]?%?(?![\w./:])", re.I)
 # `name value` columns: the core names, a split word before them (`train loss 1.9`) or any
 # `<prefix>_` (`lm_loss 6.15`, `total_loss 2.3` of custom loops that print `| key value |`).
 SPACE_PAIR_RE = re.compile(

@@ -520,3 +520,9 @@ def test_nemo2_progress_lines_take_the_global_step_and_the_reduced_train_loss():
     rows = [(r["split"], r["step"], r["epoch"], r.get("reduced_train_loss"), r.get("lr"), r.get("val_loss"))
             for r in collector.records()]
     assert rows == [("train", 120, 0.0, 1.233, 3e-05, None), ("eval", 120, 0.0, None, None, 4.106)]
+
+
+def test_the_full_width_colon_of_chinese_logs_is_read():
+    found = [f for f in _collect("训练次数：1200, Loss：0.4312\n训练次数：1300, Loss：0.4107\n训练次数：1400, Loss：nan\n")
+             .findings() if f.text == "non-finite"]
+    assert [(f.line_number, f.values.get("last_finite")) for f in found] == [(3, "0.411")]
