@@ -3,9 +3,13 @@
 A traceback gives one piece of evidence per exception in its chain. A line outside tracebacks
 is an exception when it reads like one (`ValueError: ...` printed by a logger), a warning when
 it has the shape `warnings.warn` prints (`file.py:12: UserWarning: ...`), and a plain line
-otherwise.
+otherwise. A bare exception line whose message goes on over the next lines (a logger printing
+`str(exc)`) arrives as an `ExceptionLine` carrying those lines: its evidence text is the whole
+message, while its summary, what a line signature reads, stays the line itself.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import regex
 
@@ -17,6 +21,25 @@ STANDALONE_EXCEPTION_RE = regex.compile(
 WARNING_RE = regex.compile(
     r"^(?:(?P<file>\S.*?):(?P<lineno>\d+):\s)?(?P<type>(?:[A-Za-z_]\w*\.)*[A-Za-z_]*Warning):\s(?P<msg>.*)$"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionLine(LogLine):
+    """A bare exception line and the lines after it that continue its message (tracebacks.py)."""
+
+    continuation: tuple[str, ...] = ()
+
+
+def reads_as_exception(text: str) -> bool:
+    """`text` (stripped) is a bare exception line: `ValueError: ...`, or a line ending in `SomeError`."""
+    if text.endswith(("Error", "Exception")) or "Error: " in text or "Exception: " in text:
+        return STANDALONE_EXCEPTION_RE.match(text) is not None
+    return False
+
+
+def reads_as_warning(text: str) -> bool:
+    """`text` (stripped) has the shape `warnings.warn` prints: `file.py:12: UserWarning: ...`."""
+    return "Warning: " in text and WARNING_RE.match(text) is not None
 
 
 def evidence_from_trace(trace: Trace, source: str, chain_id: int) -> list[Evidence]:
@@ -47,7 +70,10 @@ def evidence_from_line(line: LogLine) -> Evidence:
     if text.endswith(("Error", "Exception")) or "Error: " in text or "Exception: " in text:
         match = STANDALONE_EXCEPTION_RE.match(text)
         if match is not None:
-            return _evidence(line, "exception", match["msg"] or "", match["type"], text)
+            message = match["msg"] or ""
+            if isinstance(line, ExceptionLine) and line.continuation:
+                message = "\n".join((message, *line.continuation))
+            return _evidence(line, "exception", message, match["type"], text)
     if "Warning: " in text:
         match = WARNING_RE.match(text)
         if match is not None:

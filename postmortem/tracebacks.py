@@ -8,6 +8,11 @@ ranks print at the same time, line by line interleaved, come out as eight whole 
 Understood: standard tracebacks with Python 3.11+ caret lines, chained exceptions (direct cause
 and during handling), exception groups (`| ` borders), IPython/Jupyter tracebacks (`Cell In[3],
 line 5`, `----> 5`), and tracebacks cut off by the end of the log.
+
+Also, within one stream:
+- A bare exception line (a logger printing `str(exc)`) whose message goes on over the next lines
+  is held until the message ends, and comes out as an `ExceptionLine` carrying those lines,
+  followed by the lines themselves, unchanged.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 
 import regex
 
+from .evidence import ExceptionLine, reads_as_exception, reads_as_warning
 from .model import Frame, LogLine, Stack, Trace
 from .reader import PROGRESS_BAR_RE
 
@@ -63,8 +69,11 @@ LIBRARY_PATH_RE = regex.compile(
     r"|^<(?!ipython-input|stdin|string|In \[))"
 )
 MAX_MESSAGE_LINES = 60
-MAX_NOISE_LINES = 40
-MAX_HELD_LINES = 12  # message lines after a blank line, held until a chain marker claims them  # lines that fit nothing before a traceback is given up as cut off
+MAX_NOISE_LINES = 40  # lines that fit nothing before a traceback is given up as cut off
+MAX_HELD_LINES = 12  # message lines after a blank line, held until a chain marker claims them
+# Lines joined to a bare exception line's message: DDP's unused-parameters error is 5 lines, 6
+# with TORCH_DISTRIBUTED_DEBUG=DETAIL. Few, so that a logged error does not swallow later output.
+MAX_JOINED_LINES = 8
 
 
 def is_in_app(filename: str) -> bool:
@@ -137,11 +146,24 @@ class _StreamParser:
         self.marker_seen = False
         self.in_group = False
         self.tail: list[LogLine] = []  # lines after a blank that may still belong to the message
+        # A bare exception line, and the lines continuing its message (state "held").
+        self.held: LogLine | None = None
+        self.held_more: list[LogLine] = []
 
     # -- driving ------------------------------------------------------------------------------
     def feed(self, line: LogLine) -> Iterator[LogLine | Trace]:
+        if self.state == "held":
+            if self._continues_held(line):
+                self.held_more.append(line)
+                if len(self.held_more) >= MAX_JOINED_LINES:
+                    yield from self._release_held()
+                return
+            yield from self._release_held()
         if self.state == "idle":
             if self._start(line):
+                return
+            if reads_as_exception(line.text.strip()):
+                self.state, self.held, self.held_more = "held", line, []
                 return
             yield line
             return
@@ -197,6 +219,9 @@ class _StreamParser:
     def finish(self) -> Iterator[LogLine | Trace]:
         if self.state == "idle":
             return
+        if self.state == "held":
+            yield from self._release_held()
+            return
         truncated = self.state == "frames" or (self.state == "chain" and self.marker_seen)
         if self.current is not None and (self.current.frames or self.current.exc_type):
             self._close_stack()
@@ -231,6 +256,30 @@ class _StreamParser:
         yield self._emit()
         for old in [*held, line]:
             yield from self.feed(old)
+
+    # -- a bare exception line ----------------------------------------------------------------
+    @staticmethod
+    def _continues_held(line: LogLine) -> bool:
+        """`line` goes on with a bare exception line's message: no new record (a logging header,
+        a blank line, a traceback, another exception or warning, a progress bar)."""
+        text = line.text
+        stripped = text.strip()
+        if not stripped or line.header or "Traceback" in text and HEADER_RE.match(text):
+            return False
+        if stripped in (CAUSE_MARKER, CONTEXT_MARKER) or reads_as_exception(stripped):
+            return False
+        return not reads_as_warning(stripped) and PROGRESS_BAR_RE.search(text) is None
+
+    def _release_held(self) -> Iterator[LogLine]:
+        held, more = self.held, self.held_more
+        assert held is not None
+        self.state, self.held, self.held_more = "idle", None, []
+        if more:
+            yield ExceptionLine(held.number, held.text, held.stream, held.source, held.header,
+                                tuple(line.text for line in more))
+        else:
+            yield held
+        yield from more
 
     # -- states -------------------------------------------------------------------------------
     def _start(self, line: LogLine) -> bool:

@@ -231,3 +231,86 @@ def test_a_rich_boxed_traceback_gives_its_frames_and_exception():
     ]
     assert stack.in_app_frame.line == "trainer.train()"
     assert stack.frames[1].line == "return f(*args, **kwargs)"
+
+
+# -- a bare exception line whose message goes on over the next lines ------------------------------
+def items_of(text: str) -> list:
+    return list(split_tracebacks(iter_lines(io.BytesIO(text.encode()), "t.log")))
+
+
+DDP_LOGGED = """ERROR:__main__:RuntimeError: Expected to have finished reduction in the prior iteration before starting a new one. This error indicates that your module has parameters that were not used in producing loss. You can enable unused parameter detection by passing the keyword argument `find_unused_parameters=True` to `torch.nn.parallel.DistributedDataParallel`, and by 
+making sure all `forward` function outputs participate in calculating loss. 
+If you already have done the above, then the distributed data parallel module wasn't able to locate the output tensors in the return value of your module's `forward` function. Please include the loss function and the structure of the return value of `forward` of your module when reporting this issue (e.g. list, dict, iterable).
+Parameter indices which did not receive grad for rank 0: 12 13
+ In addition, you can set the environment variable TORCH_DISTRIBUTED_DEBUG to either INFO or DETAIL to print out information about which particular parameters did not receive gradient on this rank as part of this error
+INFO:__main__:Saving checkpoint at 1200 iterations
+"""
+
+
+def test_a_logged_exception_line_carries_the_lines_that_continue_its_message():
+    from postmortem.evidence import ExceptionLine, evidence_from_line
+
+    items = items_of(DDP_LOGGED)
+    assert [type(i).__name__ for i in items] == ["ExceptionLine"] + ["LogLine"] * 5
+    first = items[0]
+    assert isinstance(first, ExceptionLine) and len(first.continuation) == 4
+    # Every line still passes through as itself, in order.
+    assert [i.number for i in items] == [1, 2, 3, 4, 5, 6]
+    evidence = evidence_from_line(first)
+    assert "Parameter indices which did not receive grad for rank 0: 12 13" in evidence.text
+    assert evidence.summary == first.text  # what a line signature reads: the line alone
+    assert "Saving checkpoint" not in evidence.text
+
+
+def test_a_logged_exception_s_continuation_reaches_its_signature():
+    from postmortem.scan import scan_text
+
+    [incident] = scan_text(DDP_LOGGED).incidents
+    assert (incident.signature, incident.vars["indices"]) == ("ddp-unused-parameters", "12 13")
+    lazy = ("RuntimeError: Failed to import transformers.models.llama.modeling_llama because of the following "
+            "error (look up to see its traceback):\nNo module named 'flash_attn'\n")
+    [incident] = scan_text(lazy).incidents
+    assert (incident.signature, incident.vars["module"]) == ("import-error", "flash_attn")
+
+
+def test_what_ends_a_bare_exception_s_message():
+    endings = [
+        "",                                       # a blank line
+        "2026-02-11 09:14:03 INFO next record",   # a logging header: a new record
+        "ValueError: another exception",
+        "/w/train.py:3: UserWarning: a warning",
+        "Traceback (most recent call last):",
+        " 42%|████▏     | 420/1000 [00:10<00:14, 40.1it/s]",
+    ]
+    for ending in endings:
+        items = items_of(f"RuntimeError: first line\nsecond line\n{ending}\nafter\n")
+        assert getattr(items[0], "continuation", None) == ("second line",), ending
+    many = "RuntimeError: x\n" + "".join(f"line {n}\n" for n in range(20))
+    assert len(items_of(many)[0].continuation) == 8  # a small bound: later output stays out
+
+
+def test_a_bare_exception_line_alone_stays_a_plain_line():
+    items = items_of("RuntimeError: only this\n\nEpoch 2\n")
+    assert type(items[0]).__name__ == "LogLine" and [i.text for i in items] == ["RuntimeError: only this", "", "Epoch 2"]
+
+
+def test_the_prefilter_finds_a_continued_message_as_reading_every_line_does():
+    from postmortem.knowledge import load_knowledge_base
+    from postmortem.scan import Scanner, scan_bytes
+
+    kb = load_knowledge_base(include_user=False)
+    data = ("epoch 1 step 10\n" * 50 + DDP_LOGGED + "epoch 1 step 11\n" * 50).encode()
+    found = [[(i.signature, i.count, i.line, i.vars) for i in scan_bytes(data, scanner=scanner).incidents]
+             for scanner in (Scanner(kb, engine="re"), Scanner(kb, engine="re", every_line=True),
+                             Scanner(kb, engine="re", chunk_bytes=4096))]
+    assert found[0] == found[1] == found[2] and found[0][0][3]["indices"] == "12 13"
+
+
+def test_a_pasted_ddp_error_under_rank_prefixes_names_its_unused_parameters():
+    from pathlib import Path
+
+    from postmortem.scan import scan
+
+    log = Path(__file__).parent / "realworld" / "ddp-unused-parameters--detail-names-bare-message-rank-prefixed.log"
+    [incident] = scan(log).incidents
+    assert (incident.vars["param"], incident.vars["indices"]) == ("head.subj7.bias", "40 41 44 45 52 53 56 57")
