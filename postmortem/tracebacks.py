@@ -10,6 +10,9 @@ and during handling), exception groups (`| ` borders), IPython/Jupyter traceback
 line 5`, `----> 5`), and tracebacks cut off by the end of the log.
 
 Also, within one stream:
+- `torch.multiprocessing.spawn` puts the child's traceback inside its exception's message
+  ("-- Process 0 terminated with the following error:"): the child's traceback replaces the
+  wrapper's, so the child's exception is the one reported.
 - A bare exception line (a logger printing `str(exc)`) whose message goes on over the next lines
   is held until the message ends, and comes out as an `ExceptionLine` carrying those lines,
   followed by the lines themselves, unchanged.
@@ -68,6 +71,9 @@ LIBRARY_PATH_RE = regex.compile(
     r"(?:site-packages|dist-packages|[/\\]lib[/\\]python\d[\d.]*[/\\]|[/\\]Lib[/\\]"
     r"|^<(?!ipython-input|stdin|string|In \[))"
 )
+# torch.multiprocessing.spawn's ProcessRaisedException (a bare Exception before torch 1.8): its
+# message is "\n\n-- Process 0 terminated with the following error:\n" and the child's traceback.
+CHILD_TRACEBACK_RE = regex.compile(r"^\s*-- Process \d+ terminated with the following error:\s*$")
 MAX_MESSAGE_LINES = 60
 MAX_NOISE_LINES = 40  # lines that fit nothing before a traceback is given up as cut off
 MAX_HELD_LINES = 12  # message lines after a blank line, held until a chain marker claims them
@@ -197,6 +203,15 @@ class _StreamParser:
                 self.next_is_cause = stripped == CAUSE_MARKER
                 self.marker_seen = True
                 return
+            if HEADER_RE.match(text) and self._announces_child_traceback():
+                # The wrapper's message is the child's traceback: that traceback is the one to
+                # read, and the wrapper (frames of the launcher, no message of its own) goes.
+                self.stacks.pop()
+                self.tail = []
+                if not self.stacks:
+                    self.start_line = line.number
+                self._begin_stack(line)
+                return
             if (self.marker_seen or self.in_group) and HEADER_RE.match(text):
                 self._begin_stack(line)
                 return
@@ -256,6 +271,14 @@ class _StreamParser:
         yield self._emit()
         for old in [*held, line]:
             yield from self.feed(old)
+
+    def _announces_child_traceback(self) -> bool:
+        """The last exception's message ends with torch.multiprocessing.spawn's announcement of
+        the child's traceback (after a blank line, it waits in the tail)."""
+        if not self.stacks or self.in_group:
+            return False
+        last = self.tail[-1].text if self.tail else self.stacks[-1].message.rsplit("\n", 1)[-1]
+        return CHILD_TRACEBACK_RE.match(last) is not None
 
     # -- a bare exception line ----------------------------------------------------------------
     @staticmethod

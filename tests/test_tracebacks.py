@@ -233,6 +233,42 @@ def test_a_rich_boxed_traceback_gives_its_frames_and_exception():
     assert stack.frames[1].line == "return f(*args, **kwargs)"
 
 
+# -- torch.multiprocessing.spawn: the child's traceback inside the parent's exception -------------
+SPAWN = f'''Traceback (most recent call last):
+  File "/home/user/proj/train_ddp.py", line 100, in main
+    mp.spawn(main_worker, nprocs=ngpus_per_node, args=(ngpus_per_node, args))
+  File "{SP}/torch/multiprocessing/spawn.py", line 160, in join
+    raise ProcessRaisedException(msg, error_index, failed_process.pid)
+torch.multiprocessing.spawn.ProcessRaisedException: 
+
+-- Process 1 terminated with the following error:
+Traceback (most recent call last):
+  File "{SP}/torch/multiprocessing/spawn.py", line 69, in _wrap
+    fn(i, *args)
+  File "/home/user/proj/train_ddp.py", line 198, in main_worker
+    batch = next(loader)
+KeyError: 'disparity'
+'''
+
+
+def test_the_child_s_traceback_in_process_raised_exception_is_the_one_read():
+    [trace] = traces_of(SPAWN)
+    [stack] = trace.stacks
+    assert (stack.exc_type, stack.message, stack.in_app_frame.lineno) == ("KeyError", "'disparity'", 198)
+    assert trace.line_number == 9
+
+
+def test_torch_1_x_raised_a_bare_exception_around_the_child_s_traceback():
+    old = SPAWN.replace("torch.multiprocessing.spawn.ProcessRaisedException: ", "Exception: ")
+    [trace] = traces_of(old.replace("\n\n-- Process", "\n-- Process"))  # and without the blank line
+    assert [s.exc_type for s in trace.stacks] == ["KeyError"]
+
+
+def test_process_raised_exception_cut_off_before_the_child_s_traceback_stays():
+    [trace] = traces_of(SPAWN.split("Traceback (most recent call last):\n  File \"/opt")[0])
+    assert trace.stacks[-1].exc_type == "torch.multiprocessing.spawn.ProcessRaisedException"
+
+
 # -- a bare exception line whose message goes on over the next lines ------------------------------
 def items_of(text: str) -> list:
     return list(split_tracebacks(iter_lines(io.BytesIO(text.encode()), "t.log")))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from postmortem.scan import scan
+from postmortem.scan import scan, scan_text
 
 WRAPPERS = Path(__file__).resolve().parent / "data" / "wrappers"
 
@@ -49,3 +49,57 @@ def test_a_timestamped_oom_kill_event_is_an_oom_kill():
 
 def test_a_pod_evicted_for_node_memory_pressure_is_a_host_oom():
     assert found("kubectl-describe-pod-evicted.txt")[0][0] == "host-oom-killed"
+
+
+# torch.multiprocessing.spawn (mp.spawn) wraps the failed child's traceback in the parent's
+# exception: "-- Process N terminated with the following error:" and the child's traceback. The
+# child's error is the incident; the wrapper adds nothing next to it (child-failed gives way).
+SP = "/home/user/miniconda3/envs/ddp/lib/python3.9/site-packages"
+SPAWN = f'''Using GPU: 1 for training
+Traceback (most recent call last):
+  File "/home/user/proj/train_ddp.py", line 319, in <module>
+    main()
+  File "/home/user/proj/train_ddp.py", line 100, in main
+    mp.spawn(main_worker, nprocs=ngpus_per_node, args=(ngpus_per_node, args))
+  File "{SP}/torch/multiprocessing/spawn.py", line 198, in start_processes
+    while not context.join():
+  File "{SP}/torch/multiprocessing/spawn.py", line 160, in join
+    raise ProcessRaisedException(msg, error_index, failed_process.pid)
+torch.multiprocessing.spawn.ProcessRaisedException: 
+
+-- Process 0 terminated with the following error:
+Traceback (most recent call last):
+  File "{SP}/torch/multiprocessing/spawn.py", line 69, in _wrap
+    fn(i, *args)
+  File "/home/user/proj/train_ddp.py", line 198, in main_worker
+    loss = criterion(model(batch["image"]), batch["mask"])
+CHILD_ERROR
+'''
+OOM = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.38 GiB (GPU 0; 23.69 GiB total "
+       "capacity; 19.02 GiB already allocated; 2.91 GiB free; 19.64 GiB reserved in total by PyTorch)")
+
+
+def spawn_incidents(text):
+    return [(i.signature, i.count, i.line, i.evidence) for i in scan_text(text).incidents]
+
+
+def test_mp_spawn_reports_the_child_s_error_alone():
+    assert spawn_incidents(SPAWN.replace("CHILD_ERROR", OOM)) == [("cuda-oom", 1, 19, OOM)]
+
+
+def test_mp_spawn_with_an_unknown_child_error_reports_that_error_not_the_wrapper():
+    found = spawn_incidents(SPAWN.replace("CHILD_ERROR", "KeyError: 'mask'"))
+    assert [(s, e) for s, _, _, e in found] == [("unknown", "KeyError: 'mask'")]
+    [incident] = scan_text(SPAWN.replace("CHILD_ERROR", "KeyError: 'mask'")).incidents
+    assert (incident.location.filename, incident.location.lineno) == ("~/proj/train_ddp.py", 198)
+
+
+def test_torch_1_x_mp_spawn_raised_a_bare_exception_around_the_child_s_traceback():
+    old = SPAWN.replace("torch.multiprocessing.spawn.ProcessRaisedException: ", "Exception: ").replace(
+        "raise ProcessRaisedException(msg, error_index, failed_process.pid)", "raise Exception(msg)")
+    assert spawn_incidents(old.replace("CHILD_ERROR", OOM)) == [("cuda-oom", 1, 19, OOM)]
+
+
+def test_mp_spawn_cut_off_before_the_child_s_traceback_is_the_launcher_wrapper():
+    cut = SPAWN.split("Traceback (most recent call last):\n  File \"/home/user/miniconda3")[0]
+    assert [s for s, *_ in spawn_incidents(cut)] == ["child-failed"]
