@@ -10,6 +10,11 @@ and during handling), exception groups (`| ` borders), IPython/Jupyter traceback
 line 5`, `----> 5`), and tracebacks cut off by the end of the log.
 
 Also, within one stream:
+- Two ranks printing the same traceback with no rank prefix to tell them apart (plain `torchrun`,
+  `accelerate launch`): their lines mix, one rank a few lines ahead. A second header in the
+  middle of the frames opens *twin* mode: the copy behind only repeats lines already read, which
+  are dropped, except its exception line, which makes a trace of its own (the stack it repeats),
+  so the failure counts twice instead of leaving a traceback cut off before its exception.
 - `torch.multiprocessing.spawn` puts the child's traceback inside its exception's message
   ("-- Process 0 terminated with the following error:"): the child's traceback replaces the
   wrapper's, so the child's exception is the one reported.
@@ -152,6 +157,16 @@ class _StreamParser:
         self.marker_seen = False
         self.in_group = False
         self.tail: list[LogLine] = []  # lines after a blank that may still belong to the message
+        # Interleaved copies of this traceback (other ranks'): the headers that opened them, the
+        # lines read so far (stripped), the exception lines read (-> index of their stack in
+        # self.stacks) and, per copy, the indices of the stacks whose exception it repeated.
+        self.twins = 0
+        self.seen_lines: set[str] = set()
+        self.exception_lines: dict[str, int] = {}
+        self.repeats: dict[int, int] = {}  # stack index -> how many copies repeated its exception
+        self.twin_traces: list[list[int]] = []
+        self.repeated = 0  # the exceptions repeated, all copies together
+        self.copy_header: LogLine | None = None  # a header that seems a lagging copy's (see below)
         # A bare exception line, and the lines continuing its message (state "held").
         self.held: LogLine | None = None
         self.held_more: list[LogLine] = []
@@ -185,6 +200,18 @@ class _StreamParser:
             if stripped != text:
                 self.in_group = True
                 text = stripped
+        if self.copy_header is not None and text.strip():
+            # The header was a copy's if the copy goes on repeating lines; else a new traceback.
+            header, self.copy_header = self.copy_header, None
+            if text.strip() not in self.seen_lines:
+                self._close_stack()
+                yield from self._emit_and_replay(header)
+                yield from self.feed(line)
+                return
+        if self.twins and not self.in_group and self._is_twin_line(line, text):
+            return
+        if text.strip():
+            self.seen_lines.add(text.strip())
         if self.state == "message":
             if self._continues_message(line, text):
                 assert self.current is not None
@@ -241,8 +268,8 @@ class _StreamParser:
         if self.current is not None and (self.current.frames or self.current.exc_type):
             self._close_stack()
         tail = self.tail
-        if self.stacks:
-            yield self._emit(truncated=truncated)
+        if self.stacks or self.twin_traces:
+            yield from self._emit(truncated=truncated)
         else:
             self._reset()
         for line in tail:
@@ -268,7 +295,7 @@ class _StreamParser:
     def _emit_and_replay(self, line: LogLine) -> Iterator[LogLine | Trace]:
         """End the traceback before `line`; the held lines were ordinary output after all."""
         held = self.tail
-        yield self._emit()
+        yield from self._emit()
         for old in [*held, line]:
             yield from self.feed(old)
 
@@ -303,6 +330,55 @@ class _StreamParser:
         else:
             yield held
         yield from more
+
+    # -- another rank's copy of the traceback -------------------------------------------------
+    def _is_twin_line(self, line: LogLine, text: str) -> bool:
+        """In twin mode: `line` is the copy behind repeating what was read (dropped; an
+        exception line counts for that copy), or a chain marker out of place. Headers, markers
+        and blank lines recur in a chain: the state machine reads them as usual."""
+        stripped = text.strip()
+        if HEADER_RE.match(text):
+            # After an exception, no chain marker read: while a copy has not yet repeated every
+            # exception, the header may be that copy's (of the next link). The line after it says.
+            if self.state in ("message", "chain") and not self.marker_seen and self._copy_lags():
+                self.copy_header = line
+                return True
+            return False
+        if not stripped:
+            return False
+        if stripped in (CAUSE_MARKER, CONTEXT_MARKER):
+            return self.state != "chain"
+        index = self.exception_lines.get(stripped)
+        if index is None and self.state != "frames" and self._stacks_read():
+            # A near-identical copy: its exception's message differs ("GPU 1" for "GPU 0").
+            exception = EXCEPTION_RE.match(stripped)
+            if exception is not None and not text[:1].isspace() and exception["type"] == self._last_type():
+                index = self._stacks_read() - 1
+        if index is not None:
+            self._repeat_exception(index)
+            return True
+        return stripped in self.seen_lines
+
+    def _stacks_read(self) -> int:
+        """Stacks whose exception line has been read, closed or not."""
+        return len(self.stacks) + (1 if self.current is not None and self.current.exc_type else 0)
+
+    def _last_type(self) -> str:
+        if self.current is not None and self.current.exc_type:
+            return self.current.exc_type
+        return self.stacks[-1].exc_type if self.stacks else ""
+
+    def _copy_lags(self) -> bool:
+        # A copy repeats each exception at most once: all caught up when every one has them all.
+        return len(self.twin_traces) < self.twins or self.repeated < len(self.twin_traces) * self._stacks_read()
+
+    def _repeat_exception(self, index: int) -> None:
+        copy = self.repeats.get(index, 0)
+        self.repeats[index] = copy + 1
+        while len(self.twin_traces) <= copy:
+            self.twin_traces.append([])
+        self.twin_traces[copy].append(index)
+        self.repeated += 1
 
     # -- states -------------------------------------------------------------------------------
     def _start(self, line: LogLine) -> bool:
@@ -364,6 +440,10 @@ class _StreamParser:
                     last.filename, last.lineno or int(code["num"]), last.name, code["code"].strip(), last.in_app
                 )
             return
+        if HEADER_RE.match(text) and not self.in_group:
+            # Another rank's copy of this traceback begins before this one ended.
+            self.twins += 1
+            return
         if current.code_expected and text[:1].isspace():
             last = current.frames[-1]
             current.frames[-1] = Frame(last.filename, last.lineno, last.name, stripped, last.in_app)
@@ -378,8 +458,8 @@ class _StreamParser:
         if self.noise > MAX_NOISE_LINES:
             # The traceback was cut off; what it had is still worth reporting.
             self._close_stack()
-            yield self._emit(truncated=True)
-        if HEADER_RE.match(text):
+            yield from self._emit(truncated=True)
+        if HEADER_RE.match(text):  # (in an exception group) a traceback after one cut off
             yield from self.feed(line)
             return
         yield line
@@ -414,6 +494,7 @@ class _StreamParser:
         current.line_number = line.number
         current.code_expected = False
         self.state = "message"
+        self.exception_lines.setdefault(line.text.strip(), len(self.stacks))
 
     @staticmethod
     def _looks_like_exception(name: str, current: _PendingStack) -> bool:
@@ -447,12 +528,17 @@ class _StreamParser:
             )
         self.current = None
 
-    def _emit(self, truncated: bool = False) -> Trace:
+    def _emit(self, truncated: bool = False) -> list[Trace]:
+        """The traceback read, then one trace for each twin that reached its exception."""
         stacks = self.stacks
         # An exception group is raised *because of* its members: list them first, the group last.
         groups = [s for s in stacks if s.exc_type.endswith("ExceptionGroup")]
         if groups and len(groups) < len(stacks):
             stacks = [s for s in stacks if s not in groups] + groups
-        trace = Trace(tuple(stacks), self.start_line, self.stream, truncated)
+        traces = [Trace(tuple(stacks), self.start_line, self.stream, truncated)] if stacks else []
+        for repeated in self.twin_traces:  # the copies: each the stacks whose exception it repeated
+            twin = tuple(self.stacks[i] for i in repeated if i < len(self.stacks))
+            if twin:
+                traces.append(Trace(twin, twin[0].line_number, self.stream))
         self._reset()
-        return trace
+        return traces

@@ -233,6 +233,96 @@ def test_a_rich_boxed_traceback_gives_its_frames_and_exception():
     assert stack.frames[1].line == "return f(*args, **kwargs)"
 
 
+# -- two ranks' copies of one traceback, with no rank prefix to tell them apart -------------------
+# Plain `torchrun` (no --tee) or `accelerate launch`: every rank writes to the same stderr, a line
+# at a time, so identical tracebacks mix; one rank is usually a few lines ahead (R1-V#69).
+GRPO = [
+    'Traceback (most recent call last):',
+    '  File "/home/user/proj/grpo.py", line 205, in <module>',
+    '    main(script_args, training_args, model_args)',
+    '  File "/home/user/proj/grpo.py", line 194, in main',
+    '    trainer.train()',
+    f'  File "{SP}/transformers/trainer.py", line 2171, in train',
+    '    return inner_training_loop(',
+    '  File "/home/user/proj/trainer/grpo_trainer.py", line 361, in _prepare_inputs',
+    '    ids = unwrapped_model.generate(**prompt_inputs, generation_config=self.generation_config)',
+    f'  File "{SP}/transformers/generation/utils.py", line 3297, in _sample',
+    '    next_tokens = torch.multinomial(probs, num_samples=1).squeeze(1)',
+    'RuntimeError: probability tensor contains either `inf`, `nan` or element < 0',
+]
+
+
+def interleaved(first: list[str], second: list[str], lead: int) -> str:
+    """`first` `lead` lines ahead, then one line of each in turn."""
+    lines = first[:lead]
+    rest = first[lead:]
+    for index in range(max(len(rest), len(second))):
+        lines += rest[index:index + 1] + second[index:index + 1]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_second_header_inside_the_frames_is_another_rank_s_copy_not_a_cut_off_traceback():
+    for lead in (0, 1, 2, 3, 6, 11):
+        traces = traces_of(interleaved(GRPO, GRPO, lead))
+        assert len(traces) == 2, lead
+        assert not any(t.truncated for t in traces)
+        for trace in traces:
+            [stack] = trace.stacks
+            assert stack.exc_type == "RuntimeError"
+            assert stack.message == "probability tensor contains either `inf`, `nan` or element < 0"
+            # The frames are read once, each with its own code line.
+            assert [(f.lineno, f.line[:12]) for f in stack.frames if f.in_app] == [
+                (205, "main(script_"), (194, "trainer.trai"), (361, "ids = unwrap")]
+
+
+def test_the_second_rank_s_last_frames_after_the_first_exception_are_not_its_message():
+    # Rank 1's header arrives just before rank 0's exception: its whole stack follows it.
+    text = "\n".join(GRPO[:-1] + [GRPO[0], GRPO[-1]] + GRPO[1:]) + "\n"
+    traces = traces_of(text)
+    assert [t.stacks[0].message for t in traces] == [GRPO[-1].split(": ", 1)[1]] * 2
+    assert all(len(t.stacks[0].frames) == 5 for t in traces)
+
+
+def test_near_identical_copies_differing_in_the_message_count_twice():
+    other = GRPO[:-1] + ["RuntimeError: probability tensor contains either `inf`, `nan` or element < 0 (rank 1)"]
+    traces = traces_of(interleaved(GRPO, other, 2))
+    assert len(traces) == 2 and all(t.stacks[0].exc_type == "RuntimeError" for t in traces)
+
+
+def test_interleaved_chained_tracebacks_keep_their_chain():
+    chain = '''Traceback (most recent call last):
+  File "/home/user/proj/train.py", line 40, in load
+    state = torch.load(path)
+FileNotFoundError: [Errno 2] No such file or directory: 'ckpt/last.pt'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/home/user/proj/train.py", line 90, in <module>
+    main()
+  File "/home/user/proj/train.py", line 44, in load
+    raise RuntimeError("cannot resume") from e
+RuntimeError: cannot resume'''.split("\n")
+    # (A copy that starts only after the first one's first exception is read as a new traceback:
+    # its chain then mixes with the first one's. Not handled.)
+    for lead in (0, 1, 2):
+        traces = traces_of(interleaved(chain, chain, lead))
+        assert [[s.exc_type for s in t.stacks] for t in traces] == [["FileNotFoundError", "RuntimeError"]] * 2, lead
+
+
+def test_a_copy_cut_off_before_its_exception_adds_no_cut_off_traceback():
+    text = interleaved(GRPO, GRPO[:6], 2) + "[2026-02-11 09:14:02,118] torch.distributed.elastic: Sending SIGTERM\n"
+    [trace] = traces_of(text)
+    assert not trace.truncated and trace.stacks[0].exc_type == "RuntimeError"
+
+
+def test_interleaved_copies_scan_as_one_incident_seen_twice():
+    from postmortem.scan import scan_text
+
+    report = scan_text(interleaved(GRPO, GRPO, 3))
+    assert [(i.signature, i.count) for i in report.incidents] == [("sampling-invalid-probs", 2)]
+
+
 # -- torch.multiprocessing.spawn: the child's traceback inside the parent's exception -------------
 SPAWN = f'''Traceback (most recent call last):
   File "/home/user/proj/train_ddp.py", line 100, in main
