@@ -66,18 +66,23 @@ RANK_PREFIX_RE = regex.compile(
     r"|(?P<service>[A-Za-z][\w.-]*[-_]\d+) +\| "
     r"|(?P<host>[a-z0-9][a-z0-9.-]*\d[a-z0-9.-]*|localhost): (?=Traceback \(|\s+File \"|\s{2}|[\w.]*(?:Error|Exception)\b))"
 )
-_DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+_DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{4})?)[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
 # Logging headers: `2026-02-06 12:00:01,123 - INFO - __main__ - `, `02/06/2026 12:00:01 - INFO -
 # name - ` (HF examples), `[2026-02-06 12:00:01,123] [INFO] [file.py:12:fn] ` (DeepSpeed),
 # `2026-02-06T12:00:01.123Z ` (CI, k8s), `INFO:root:` (logging.basicConfig), FastChat's
-# `2024-09-26 06:12:44 | ERROR | stderr | `, and glog's
+# `2024-09-26 06:12:44 | ERROR | stderr | `, the logger's name before the level
+# (`2026-02-11 09:14:02,118 - train - ERROR - `, mmengine's `02/11 09:14:02 - mmengine - ERROR - `),
+# loguru's `2024-05-02 10:11:13.001 | ERROR    | __main__:run:42 - `, detectron2's
+# `[02/11 09:14:02 d2.engine.train_loop]: `, and glog's
 # `W1024 01:17:10.936000 1403 torch/_dynamo/convert_frame.py:1009] ` (PyTorch's own logging,
 # c10d / NCCL in C++: level letter, MMDD, time, thread or process id, file:line; absl in TF/JAX
 # writes `E0000 00:00:1717323125.412345    1234 cuda_dnn.cc:8310] `), and vLLM's
 # `ERROR 08-14 11:02:44 worker_base.py:464] `, `INFO 05-01 12:00:00 [core.py:58] `.
 LOG_HEADER_RE = regex.compile(
-    rf"^(?:\[?{_DATE}\]?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?(?:\s*[-|]\s*[\w.<>]+\s*[-|])?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
+    rf"^(?:\[\d{{2}}/\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} [\w.]+\]:? "
+    rf"|\[?{_DATE}\]?(?:\s*[-|]\s*[\w.<>]+(?=\s*[-|]\s*\[?{_LEVEL}\b))?(?:\s*[-|]?\s*\[?{_LEVEL}\]?)?"
+    rf"(?:\s*[-|]\s*[\w.<>:]+\s*[-|])?(?:\s*\[[\w./-]+:\d+:\w+\])?\s*(?:[-|:]\s*)?"
     rf"|{_LEVEL}:[\w.]+:"
     rf"|[IWEF]\d{{4}} \d{{2}}:\d{{2}}:\d+\.\d+ +\d+ [^\s\]]+:\d+\] ?"
     rf"|{_LEVEL} \d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)? \[?[^\s\]]+:\d+\] ?)"

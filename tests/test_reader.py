@@ -105,6 +105,17 @@ def test_an_exception_line_wrapped_in_markdown_is_unwrapped():
                                        "**note** this"]
 
 
+def test_more_logging_headers_are_removed():
+    lines = lines_of(
+        b"2026-02-11 09:14:02,118 - train - ERROR - RuntimeError: boom\n"
+        b"02/11 09:14:02 - mmengine - ERROR - RuntimeError: boom\n"
+        b"2024-05-02 10:11:13.001 | ERROR    | __main__:run:42 - RuntimeError: boom\n"
+        b"[02/11 09:14:02 d2.engine.train_loop]: RuntimeError: boom\n"
+        b"2026-02-11 09:14:02,118 - loss 0.5 - done\n"
+    )
+    assert [l.text for l in lines] == ["RuntimeError: boom"] * 4 + ["loss 0.5 - done"]
+
+
 def test_gbk_log_is_readable_not_mojibake():
     data = "开始训练\nFileNotFoundError: [Errno 2] No such file or directory: '数据/训练集/event_17.csv'\n".encode("gbk")
     texts = [l.text for l in lines_of(data)]
