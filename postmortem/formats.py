@@ -256,6 +256,12 @@ def kaggle_records(stream: BinaryIO) -> Iterator[dict]:
             position = len(buffer) if end_of_line < 0 else end_of_line
             continue
         except json.JSONDecodeError:
+            if not at_end and buffer.find("\n", position) < 0:
+                # A record is one line, and this one goes on past the buffer (not damaged): read
+                # on before looking for the next record, whose start `{"` may be in this one's text.
+                want = max(want, 2 * (len(buffer) - position))
+                buffer, position, at_end = _read_more(stream, decoder, buffer[position:], want)
+                continue
             restart = buffer.find(RECORD_START, position + 1)
             if restart >= 0:
                 # A damaged record with whole ones after it: keep what it holds, go on.

@@ -251,3 +251,29 @@ def test_chunk_size_does_not_change_a_notebook_s_incidents(kb):
     small = Scanner(kb, chunk_bytes=512)
     assert [(i.signature, i.source, i.line) for i in
             scan_bytes(data, scanner=small, input_format="auto").incidents] == expected
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe that gives a few bytes a read."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data, self._size = data, size
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        piece, self._data = self._data[:min(self._size, len(buffer))], self._data[min(self._size, len(buffer)):]
+        buffer[:len(piece)] = piece
+        return len(piece)
+
+
+def test_a_kaggle_record_whose_text_holds_a_record_start_is_not_cut_when_it_arrives_in_pieces():
+    # `"data": "{"` ends with `{"`, the start of a record: a half-read record must be read on,
+    # not taken for a damaged one (hypothesis found it).
+    records = [{"stream_name": "stdout", "time": 0.0, "data": "epoch 1\n"},
+               {"stream_name": "stdout", "time": 1.0, "data": "{"}]
+    data = ("[" + "\n,".join(json.dumps(r) for r in records) + "]").encode()
+    whole = b"".join(kaggle_log_lines(io.BytesIO(data), PlaceMap(restart=False)))
+    assert whole == b"epoch 1\n{\n"
+    assert b"".join(kaggle_log_lines(_Trickle(data, 7), PlaceMap(restart=False))) == whole
