@@ -7,7 +7,10 @@ ranks print at the same time, line by line interleaved, come out as eight whole 
 
 Understood: standard tracebacks with Python 3.11+ caret lines, chained exceptions (direct cause
 and during handling), exception groups (`| ` borders), IPython/Jupyter tracebacks (`Cell In[3],
-line 5`, `----> 5`), and tracebacks cut off by the end of the log.
+line 5`, IPython 8.0-8.3's `Input In [3], in <cell line: 2>()`, `----> 5`), Sacred's filtered
+ones (`Traceback (most recent calls WITHOUT Sacred internals):`), and tracebacks cut off by the
+end of the log. A live stack dumped innermost first (faulthandler's or gdb's `Traceback (most
+recent call first):`) raised nothing: it is not read as one.
 
 Also, within one stream:
 - Two ranks printing the same traceback with no rank prefix to tell them apart (plain `torchrun`,
@@ -35,9 +38,12 @@ from .model import Frame, LogLine, Stack, Trace
 from .reader import PROGRESS_BAR_RE
 
 HEADER_RE = regex.compile(
-    r"^\s*(?:\+\s*)?(?:Exception Group )?Traceback \(most recent call last\):?\s*$"
-    # IPython: "RuntimeError                              Traceback (most recent call last)"
-    r"|^\s*(?P<ipython_type>[A-Za-z_][\w.]*)\s+Traceback \(most recent call last\)\s*$"
+    # Sacred prints its filtered traceback under "Traceback (most recent calls WITHOUT Sacred
+    # internals):", or "Traceback (most recent calls):" when the exception came from Sacred itself.
+    r"^\s*(?:\+\s*)?(?:Exception Group )?Traceback \(most recent call(?: last|s(?: WITHOUT [Ss]acred internals)?)\):?\s*$"
+    # IPython: "RuntimeError                              Traceback (most recent call last)"; IPython 5
+    # pasted without its colours (Sacred#237) lost the padding: "AttributeErrorTraceback (most ...)"
+    r"|^\s*(?P<ipython_type>[A-Za-z_][\w.]*?)\s*Traceback \(most recent call last\)\s*$"
     # rich (accelerate, typer, many CLIs): "╭──── Traceback (most recent call last) ────╮"
     r"|^\s*╭─+ Traceback \(most recent call last\) ─+╮\s*$"
 )
@@ -50,8 +56,11 @@ RICH_CODE_RE = regex.compile(r"^❱\s*\d+\s*│\s?(?P<code>.*)$")
 FRAME_RE = regex.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+?))?\s*$')
 IPYTHON_FRAME_RE = regex.compile(
     r"^\s*(?:Cell (?P<cell>In\s*\[\d+\]), line (?P<cline>\d+)(?:, in (?P<cfunc>.+?))?"
+    # IPython 8.0-8.3: "Input In [3], in <module>", "Input In [3], in <cell line: 2>()" (the line of
+    # the statement; the "---->" arrow below gives the exact one), "Input In [3], in train(model)"
+    r"|Input (?P<input>In\s*\[\d+\]), in (?P<ifunc>.+?)"
     r"|File (?P<file>\S.*?):(?P<line>\d+), in (?P<func>.+?)"
-    r"|(?P<ofile><ipython-input-[^>]+>|\S+\.py) in (?P<ofunc><?[\w.]+>?)\(.*)\s*$"
+    r"|(?P<ofile><ipython-input-[^>]+>|\S+\.pyc?) in (?P<ofunc><?[\w.]+>?)\(.*)\s*$"
 )
 IPYTHON_CODE_RE = regex.compile(r"^\s*(?P<arrow>-+>\s*)?(?P<num>\d+)\s(?P<code>.*)$")
 # `[\^~]+[\^~\s]*` could split a run of carets between its two parts in n ways: quadratic on a
@@ -421,6 +430,10 @@ class _StreamParser:
             if ipy["cell"]:
                 filename, lineno, func = ipy["cell"].replace(" ", ""), int(ipy["cline"]), ipy["cfunc"] or "<module>"
                 filename = f"Cell {filename}"
+            elif ipy["input"]:
+                # The line comes with the "---->" arrow; module-level code is "<cell line: 2>()".
+                filename, lineno, func = f"Input {ipy['input'].replace(' ', '')}", None, ipy["ifunc"]
+                func = "<module>" if func.startswith(("<module>", "<cell line")) else func.split("(", 1)[0]
             elif ipy["file"]:
                 # IPython 8 prints the signature: "in TinyLoRA.forward(self, x)"; keep the name.
                 filename, lineno, func = ipy["file"], int(ipy["line"]), ipy["func"].split("(", 1)[0]

@@ -440,3 +440,85 @@ def test_a_pasted_ddp_error_under_rank_prefixes_names_its_unused_parameters():
     log = Path(__file__).parent / "realworld" / "ddp-unused-parameters--detail-names-bare-message-rank-prefixed.log"
     [incident] = scan(log).incidents
     assert (incident.vars["param"], incident.vars["indices"]) == ("head.subj7.bias", "40 41 44 45 52 53 56 57")
+
+
+# -- IPython 8.0-8.3: "Input In [3], in <cell line: 2>()" (enformer-pytorch#3) ---------------------
+def test_ipython_8_0_input_in_frames_keep_the_cell_s_line():
+    for frame_line in ("Input In [3], in <cell line: 2>()", "Input In [3], in <module>"):
+        [trace] = traces_of(f'''---------------------------------------------------------------------------
+AttributeError                            Traceback (most recent call last)
+{frame_line}
+      1 from enformer_pytorch import Enformer
+----> 2 model = Enformer.from_pretrained("EleutherAI/enformer-preview")
+
+AttributeError: type object 'Enformer' has no attribute 'from_pretrained'
+''')
+        frame = trace.stacks[0].in_app_frame
+        assert (frame.filename, frame.lineno, frame.name, frame.line) == (
+            "Input In[3]", 2, "<module>", 'model = Enformer.from_pretrained("EleutherAI/enformer-preview")'), frame_line
+
+
+def test_ipython_8_0_a_function_defined_in_a_cell_then_library_frames():
+    [trace] = traces_of(f'''RuntimeError                              Traceback (most recent call last)
+Input In [7], in <cell line: 1>()
+----> 1 train(model, loader)
+
+Input In [5], in train(model, loader)
+      3 for x, y in loader:
+----> 4     out = model(x)
+
+File {SP}/torch/nn/modules/module.py:1110, in Module._call_impl(self, *input, **kwargs)
+-> 1110     return forward_call(*input, **kwargs)
+
+RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x128 and 256x64)
+''')
+    [stack] = trace.stacks
+    assert [(f.filename, f.lineno, f.name, f.in_app) for f in stack.frames] == [
+        ("Input In[7]", 1, "<module>", True), ("Input In[5]", 4, "train", True),
+        (f"{SP}/torch/nn/modules/module.py", 1110, "Module._call_impl", False)]
+    assert stack.in_app_frame.line == "out = model(x)"
+
+
+def test_ipython_5_header_pasted_without_its_padding():
+    [trace] = traces_of('''AttributeErrorTraceback (most recent call last)
+<ipython-input-13-35c78fe46a92> in <module>()
+----> 1 ex.run()
+
+/home/user/.local/lib/python2.7/site-packages/sacred/experiment.pyc in run(self, command_name)
+--> 198         run()
+
+AttributeError: 'NoneType' object has no attribute 'run'
+''')
+    [stack] = trace.stacks
+    assert stack.exc_type == "AttributeError"
+    assert [f.name for f in stack.frames] == ["<module>", "run"]
+    assert stack.in_app_frame.line == "ex.run()"
+
+
+# -- other headers ---------------------------------------------------------------------------------
+def test_sacred_s_filtered_traceback_headers():
+    for header in ("Traceback (most recent calls WITHOUT Sacred internals):",
+                   "Traceback (most recent calls WITHOUT sacred internals):",  # sacred < 0.7.3
+                   "Exception originated from within Sacred.\nTraceback (most recent calls):"):
+        [trace] = traces_of(f'''ERROR - FSL training - Failed after 0:04:19!
+{header}
+  File "/home/user/proj/src/main.py", line 118, in main
+    if (epoch) % trainer.meta_val_interval == 0:
+AttributeError: 'Trainer' object has no attribute 'meta_val_interval'
+''')
+        [stack] = trace.stacks
+        assert (stack.exc_type, stack.in_app_frame.lineno) == ("AttributeError", 118), header
+
+
+def test_a_most_recent_call_first_dump_is_no_exception_traceback():
+    # faulthandler (older Pythons) and gdb's py-bt dump a live stack, innermost first, with no
+    # exception after it: a crash or hang report, not a raised exception, so its lines stay lines
+    # (the segfault signature reads "Fatal Python error: ..." around them).
+    items = items_of('''Fatal Python error: Segmentation fault
+
+Traceback (most recent call first):
+  File "/home/user/proj/train.py", line 88 in forward
+  File "/home/user/proj/train.py", line 120 in <module>
+''')
+    assert not any(isinstance(i, Trace) for i in items)
+
