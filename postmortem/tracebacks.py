@@ -24,6 +24,11 @@ Also, within one stream:
 - A bare exception line (a logger printing `str(exc)`) whose message goes on over the next lines
   is held until the message ends, and comes out as an `ExceptionLine` carrying those lines,
   followed by the lines themselves, unchanged.
+- torch re-raises a DataLoader worker's (or a DataParallel replica's) exception with the worker's
+  traceback as its message: "Caught X in DataLoader worker process 0." and "Original Traceback
+  (most recent call last):" (torch 0.4-1.1: "RuntimeError: Traceback (most recent call last):").
+  That traceback is read as stacks of their own, placed before the wrapper: the worker's
+  exception is the root cause, and its frames say where in the dataset code it happened.
 """
 from __future__ import annotations
 
@@ -88,6 +93,11 @@ LIBRARY_PATH_RE = regex.compile(
 # torch.multiprocessing.spawn's ProcessRaisedException (a bare Exception before torch 1.8): its
 # message is "\n\n-- Process 0 terminated with the following error:\n" and the child's traceback.
 CHILD_TRACEBACK_RE = regex.compile(r"^\s*-- Process \d+ terminated with the following error:\s*$")
+# torch re-raises an exception caught in a DataLoader worker (or a DataParallel replica, the pin
+# memory thread) with the worker's formatted traceback as its message. torch >= 1.2 (ExceptionWrapper):
+# "RuntimeError: Caught RuntimeError in DataLoader worker process 0." then this line and the frames;
+# torch 0.4-1.1: "RuntimeError: Traceback (most recent call last):" and the frames.
+ORIGINAL_HEADER = "Original Traceback (most recent call last):"
 MAX_MESSAGE_LINES = 60
 MAX_NOISE_LINES = 40  # lines that fit nothing before a traceback is given up as cut off
 MAX_HELD_LINES = 12  # message lines after a blank line, held until a chain marker claims them
@@ -179,6 +189,9 @@ class _StreamParser:
         # A bare exception line, and the lines continuing its message (state "held").
         self.held: LogLine | None = None
         self.held_more: list[LogLine] = []
+        # Stacks (indices in self.stacks) whose message is another process's traceback, read as
+        # stacks of their own after them: the worker's exception caused the wrapper's.
+        self.wrappers: list[int] = []
 
     # -- driving ------------------------------------------------------------------------------
     def feed(self, line: LogLine) -> Iterator[LogLine | Trace]:
@@ -222,6 +235,9 @@ class _StreamParser:
         if text.strip():
             self.seen_lines.add(text.strip())
         if self.state == "message":
+            if text.strip() == ORIGINAL_HEADER and not self.in_group:
+                self._open_nested_traceback(line)
+                return
             if self._continues_message(line, text):
                 assert self.current is not None
                 self.current.message_lines.append(text)
@@ -508,6 +524,19 @@ class _StreamParser:
         current.code_expected = False
         self.state = "message"
         self.exception_lines.setdefault(line.text.strip(), len(self.stacks))
+        if (exception["msg"] or "").strip() == PLAIN_HEADER and not self.in_group:
+            self._open_nested_traceback(line)
+
+    def _open_nested_traceback(self, line: LogLine) -> None:
+        """The exception being read is a wrapper whose message goes on with another process's
+        traceback (torch's DataLoader re-raise): close it without that line and read the
+        traceback that follows as stacks of their own, the wrapper to come after them."""
+        current = self.current
+        assert current is not None
+        current.message_lines = [m for m in current.message_lines if m.strip() != PLAIN_HEADER]
+        self._close_stack()
+        self.wrappers.append(len(self.stacks) - 1)
+        self._begin_stack(line)
 
     @staticmethod
     def _looks_like_exception(name: str, current: _PendingStack) -> bool:
@@ -541,9 +570,19 @@ class _StreamParser:
             )
         self.current = None
 
+    def _wrappers_after_their_cause(self, stacks: list[Stack]) -> list[Stack]:
+        """A wrapper re-raised what its worker's traceback shows: the worker's exception is the
+        root cause, so it goes first, and the wrapper after it (caused by it)."""
+        stacks = list(stacks)
+        for index in reversed(self.wrappers):
+            if index < len(stacks) - 1:
+                wrapper = stacks.pop(index)
+                stacks.append(dataclasses.replace(wrapper, is_cause=True))
+        return stacks
+
     def _emit(self, truncated: bool = False) -> list[Trace]:
         """The traceback read, then one trace for each twin that reached its exception."""
-        stacks = self.stacks
+        stacks = self._wrappers_after_their_cause(self.stacks)
         # An exception group is raised *because of* its members: list them first, the group last.
         groups = [s for s in stacks if s.exc_type.endswith("ExceptionGroup")]
         if groups and len(groups) < len(stacks):

@@ -522,3 +522,113 @@ Traceback (most recent call first):
 ''')
     assert not any(isinstance(i, Trace) for i in items)
 
+
+# -- torch's DataLoader re-raise: the worker's traceback inside the exception's message ------------
+OLD_LOADER = f'''Traceback (most recent call last):
+  File "/home/user/proj/train.py", line 412, in train_model
+    for batch_i, batch in enumerate(train_data_loader):
+  File "{SP}/torch/utils/data/dataloader.py", line 336, in __next__
+    return self._process_next_batch(batch)
+  File "{SP}/torch/utils/data/dataloader.py", line 357, in _process_next_batch
+    raise batch.exc_type(batch.exc_msg)
+RuntimeError: Traceback (most recent call last):
+  File "{SP}/torch/utils/data/dataloader.py", line 106, in _worker_loop
+    samples = collate_fn([dataset[i] for i in batch_indices])
+  File "/home/user/proj/loader.py", line 77, in collate
+    x = torch.LongTensor(x).cuda()
+RuntimeError: Cannot initialize CUDA without ATen_cuda library. PyTorch splits its backend into two shared libraries: a CPU library and a CUDA library; this error has occurred because you are trying to use some CUDA functionality, but the CUDA library has not been loaded by the dynamic linker for some reason.
+'''
+
+
+def test_torch_0_4_re_raised_a_worker_s_traceback_as_the_message():
+    from postmortem.evidence import evidence_from_trace
+
+    [trace] = traces_of(OLD_LOADER)
+    worker, wrapper = trace.stacks
+    assert worker.message.startswith("Cannot initialize CUDA without ATen_cuda library.")
+    assert (worker.in_app_frame.filename, worker.in_app_frame.lineno) == ("/home/user/proj/loader.py", 77)
+    assert (wrapper.exc_type, wrapper.message, wrapper.is_cause) == ("RuntimeError", "", True)
+    assert wrapper.in_app_frame.lineno == 412
+    root = evidence_from_trace(trace, "t.log", 0)[0]
+    assert root.summary.startswith("RuntimeError: Cannot initialize CUDA") and root.location.lineno == 77
+
+
+NEW_LOADER = f'''Traceback (most recent call last):
+  File "/home/user/proj/train.py", line 88, in <module>
+    for step, batch in enumerate(train_loader):
+  File "{SP}/torch/utils/data/dataloader.py", line 1371, in _process_data
+    data.reraise()
+  File "{SP}/torch/_utils.py", line 644, in reraise
+    raise exception
+FileNotFoundError: Caught FileNotFoundError in DataLoader worker process 0.
+Original Traceback (most recent call last):
+  File "{SP}/torch/utils/data/_utils/worker.py", line 308, in _worker_loop
+    data = fetcher.fetch(index)
+  File "/home/user/proj/data.py", line 41, in __getitem__
+    img = Image.open(self.paths[idx])
+  File "{SP}/PIL/Image.py", line 3243, in open
+    fp = builtins.open(filename, "rb")
+FileNotFoundError: [Errno 2] No such file or directory: '/data/imgs/000123.jpg'
+
+Epoch 2 starts
+'''
+
+
+def test_the_original_traceback_of_a_worker_is_the_root_cause():
+    from postmortem.scan import scan_text
+
+    [trace] = traces_of(NEW_LOADER)
+    assert [(s.exc_type, s.message.split("\n")[0]) for s in trace.stacks] == [
+        ("FileNotFoundError", "[Errno 2] No such file or directory: '/data/imgs/000123.jpg'"),
+        ("FileNotFoundError", "Caught FileNotFoundError in DataLoader worker process 0."),
+    ]
+    [incident] = scan_text(NEW_LOADER).incidents
+    # (The scan redacts the home folder: "~/proj/data.py".)
+    assert (incident.signature, incident.location.filename[-12:], incident.location.lineno) == (
+        "file-not-found", "proj/data.py", 41)
+
+
+def test_a_worker_error_in_library_code_points_at_the_training_loop():
+    # default_collate failing has no frame of the user's in the worker: the loop that asked is shown.
+    text = NEW_LOADER.replace(
+        '  File "/home/user/proj/data.py", line 41, in __getitem__\n    img = Image.open(self.paths[idx])\n', "")
+    from postmortem.scan import scan_text
+
+    [incident] = scan_text(text).incidents
+    assert (incident.location.filename[-13:], incident.location.lineno) == ("proj/train.py", 88)
+
+
+def test_dataparallel_s_caught_in_replica_is_read_the_same_way():
+    text = NEW_LOADER.replace("in DataLoader worker process 0.", "in replica 1 on device 1.")
+    [trace] = traces_of(text)
+    assert trace.stacks[-1].message == "Caught FileNotFoundError in replica 1 on device 1."
+    assert trace.stacks[0].in_app_frame.lineno == 41
+
+
+# -- a thread that died, then the main thread that noticed (DONERF#7) -------------------------------
+PIN_MEMORY = f'''epoch=21         loss=0.13672528:   0%|          | 20/300001 [00:03<7:07:22, 11.70it/s]
+Exception in thread Thread-1 (_pin_memory_loop):
+Traceback (most recent call last):
+  File "/opt/conda/lib/python3.10/threading.py", line 1016, in _bootstrap_inner
+    self.run()
+  File "{SP}/torch/utils/data/_utils/pin_memory.py", line 28, in _pin_memory_loop
+    idx, data = r
+ValueError: not enough values to unpack (expected 2, got 0)
+epoch=21         loss=0.13672528:   0%|          | 21/300001 [00:08<34:03:39,  2.45it/s]
+Traceback (most recent call last):
+  File "/home/user/proj/train.py", line 344, in <module>
+    main()
+  File "{SP}/torch/utils/data/dataloader.py", line 1142, in _get_data
+    raise RuntimeError('Pin memory thread exited unexpectedly')
+RuntimeError: Pin memory thread exited unexpectedly
+'''
+
+
+def test_the_pin_memory_thread_s_error_is_the_one_failure_reported():
+    from postmortem.scan import scan_text
+
+    assert [(i.signature, i.evidence) for i in scan_text(PIN_MEMORY).incidents] == [
+        ("unknown", "ValueError: not enough values to unpack (expected 2, got 0)")]
+    # Without the thread's traceback, the main thread's error is all there is: it is reported.
+    main_only = PIN_MEMORY.split("epoch=21         loss=0.13672528:   0%|          | 21/")[1]
+    assert [i.signature for i in scan_text(main_only).incidents] == ["pin-memory-thread-died"]
