@@ -39,6 +39,7 @@ NON_FINITE_NEEDLES = tuple(
     for prefix in (": ", "=", "'", ": '")
     for value in ("nan", "NaN", "inf", "Inf", "-inf", "-Inf")
 )
+_NAMED_GROUP_RE = re.compile(r"\(\?P<\w+>")
 MIN_NEEDLE_LENGTH = 3  # a shorter literal would select most lines: read every line instead
 # Hit kinds, in order of precedence when one line holds several.
 ERROR, NON_FINITE, METRIC = 0, 1, 2
@@ -62,7 +63,14 @@ def required_literals(pattern: str) -> tuple[tuple[str, bool], ...] | None:
     """
     try:
         parsed = sre_parse.parse(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError):
+    except re.error:
+        # The `regex` module allows what sre refuses, mostly a group name used in two branches
+        # (`(?:`\.(?P<call>to)`|Calling `(?P<call>cuda)`)`): names do not change the literals.
+        try:
+            parsed = sre_parse.parse(_NAMED_GROUP_RE.sub("(?:", pattern))
+        except (re.error, OverflowError, RecursionError, ValueError):
+            return None
+    except (OverflowError, RecursionError, ValueError):
         return None
     caseless = bool(parsed.state.flags & re.IGNORECASE)
     best = _best_requirement(list(parsed), caseless)

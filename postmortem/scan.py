@@ -46,7 +46,7 @@ METRIC_SECTION_CATEGORIES = frozenset({"numerics"})
 # Small logs are exact; huge ones cost bounded time per chunk: 32 samples a 4 MiB chunk is ~8,000
 # points a gigabyte, far more than a detector or a sparkline needs, at ~40 us a line to parse.
 EXACT_MAX_BYTES = 64 << 20
-EXACT_METRIC_LINES = 50_000
+EXACT_METRIC_LINES = 20_000  # ~60 us each: past this, a 10 MB tqdm-heavy log spent seconds on its metrics
 METRIC_SAMPLES_PER_CHUNK = 32
 LINES_BEFORE_NON_FINITE = 32
 MAX_METRIC_LINE_CHARS = 64 << 10  # the longest Trainer/TRL dict is a few kB; a longer line is data

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from postmortem.prefilter import ERROR, METRIC, NON_FINITE, Needle, Prefilter, _encodings, needles_for
+from postmortem.prefilter import ERROR, METRIC, NON_FINITE, Needle, Prefilter, _encodings, needles_for, required_literals
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE_LOG = ROOT.parent / "shared" / "bench" / "make_log.py"
@@ -255,3 +255,16 @@ def test_an_error_after_a_non_finite_value_on_the_same_line(needle_sets, engines
                       value + error + b"\n" + error + value,
                       b"a\n" + error + b" " + value + b" " + value + b"\n"):
             assert_same_lines(needle_sets, engines, chunk)
+
+
+def test_no_built_in_signature_makes_the_scan_read_every_line():
+    """A `line` pattern without a literal of 3+ characters makes every line of every log be read
+    (ten times slower): the built-in knowledge base must have none. A `regex`-only construct
+    (a group name used in two branches) must not hide a pattern's literals either."""
+    from postmortem.knowledge import load_knowledge_base
+
+    kb = load_knowledge_base(include_user=False)
+    without = [(s.id, p.pattern) for s in kb.signatures for p in s.line_patterns if p.literals is None]
+    assert without == []
+    assert required_literals(r"(?:`\.(?P<call>to)`|Calling `(?P<call>cuda)\(\)`) is not supported") == \
+        ((" is not supported", False),)
