@@ -55,7 +55,8 @@ MARKDOWN_WRAP_RE = regex.compile(r"^(?P<mark>\*\*|`)(?P<inner>[^*`\s][^`]*?)(?P=
 # `[rank3]:`, `[default3]:` (torchrun --tee / --redirects), `[1,3]<stderr>:` (mpirun). torchrun
 # under another launcher that also tags lines doubles the tag: `[rank0]:[rank0]: Traceback ...`.
 # vLLM's workers: `(VllmWorkerProcess pid=2421) `, `(VllmWorker rank=5 pid=3073) `; docker
-# compose's service column: `model-worker-1  | ` (`_1` in compose v1); the host that pdsh (the
+# compose's service column: `model-worker-1  | ` (`_1` in compose v1); accelerate's test runner's
+# `stderr: ` and `stdout: `; the host that pdsh (the
 # DeepSpeed multi-node launcher) puts before each line, `gpu-node-2: `, taken only before a
 # traceback's lines (lower case, with a digit: not `Case0Error: ...`), so that `top1: 0.93`
 # stays a metric.
@@ -63,7 +64,7 @@ RANK_PREFIX_RE = regex.compile(
     r"^(?:\[(?:(?P<name>rank|default)(?P<n>\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
     r"(?:\[(?:rank|default)\d+\]:\s?)*"
     r"|\((?P<proc>[A-Za-z]\w*)(?: rank=\d+)? pid=(?P<pid>\d+)\) "
-    r"|(?P<service>[A-Za-z][\w.-]*[-_]\d+) +\| "
+    r"|(?P<service>[A-Za-z][\w.-]*[-_]\d+) +\| |(?P<std>std(?:err|out)): "
     r"|(?P<host>[a-z0-9][a-z0-9.-]*\d[a-z0-9.-]*|localhost): (?=Traceback \(|\s+File \"|\s{2}|[\w.]*(?:Error|Exception)\b))"
 )
 _DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{4})?)[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
@@ -292,7 +293,7 @@ def clean_line(text: str, number: int, source: str = "") -> LogLine:
             stream = f"{match['name']}{match['n']}"
         else:
             stream = (f"mpi{match['mpi']}" if match["mpi"]
-                      else match["service"] or match["host"] or f"{match['proc']}-{match['pid']}")
+                      else match["service"] or match["host"] or match["std"] or f"{match['proc']}-{match['pid']}")
         text = text[match.end():]
     if text[:1].isdigit() or text[:1] in "[IDWECF":
         header = LOG_HEADER_RE.match(text)

@@ -85,9 +85,11 @@ EXCEPTION_NAME_RE = regex.compile(
     r"(?:^[\w]+\.[\w.]+$)|(?:(?:Error|Exception|Warning|Interrupt|Exit|Iteration|Failed|Failure|"
     r"Timeout|Abort|Unsupported|Fault)$)|(?:^[A-Z][a-z]+[A-Z]\w*$)"
 )
-# Library code: everything an installed interpreter or package manager put there.
+# Library code: everything an installed interpreter or package manager put there, including the
+# console scripts of an environment (`env/bin/torchrun`, no `.py`; `Scripts\accelerate-script.py`).
 LIBRARY_PATH_RE = regex.compile(
     r"(?:site-packages|dist-packages|[/\\]lib[/\\]python\d[\d.]*[/\\]|[/\\]Lib[/\\]"
+    r"|[/\\]bin[/\\](?![^/\\]*\.py$)[\w.-]+$|[/\\]Scripts[/\\]"
     r"|^<(?!ipython-input|stdin|string|In \[))"
 )
 # torch.multiprocessing.spawn's ProcessRaisedException (a bare Exception before torch 1.8): its

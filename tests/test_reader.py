@@ -94,6 +94,12 @@ def test_the_host_pdsh_puts_before_a_traceback_becomes_the_stream_not_a_metric_n
         ("gpu-node-2", "RuntimeError: boom"), ("", "top1: 0.93"), ("", "flood.Case0Error: requests.HTTPError: 401")]
 
 
+def test_accelerates_stderr_tag_is_a_stream():
+    lines = lines_of(b"stderr: Traceback (most recent call last):\nstderr:   File \"t.py\", line 5, in <module>\n")
+    assert [(l.stream, l.text) for l in lines] == [
+        ("stderr", "Traceback (most recent call last):"), ("stderr", '  File "t.py", line 5, in <module>')]
+
+
 def test_a_log_quoted_in_an_issue_keeps_its_own_indentation():
     lines = lines_of(b"> Traceback (most recent call last):\n>   File \"a.py\", line 1\n> > RuntimeError: x\n")
     assert [l.text for l in lines] == ["Traceback (most recent call last):", '  File "a.py", line 1', "RuntimeError: x"]

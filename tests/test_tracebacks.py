@@ -632,3 +632,11 @@ def test_the_pin_memory_thread_s_error_is_the_one_failure_reported():
     # Without the thread's traceback, the main thread's error is all there is: it is reported.
     main_only = PIN_MEMORY.split("epoch=21         loss=0.13672528:   0%|          | 21/")[1]
     assert [i.signature for i in scan_text(main_only).incidents] == ["pin-memory-thread-died"]
+
+
+def test_an_environments_console_script_is_not_the_users_code():
+    from postmortem.tracebacks import is_in_app
+
+    assert not is_in_app("/home/user/env/bin/torchrun")  # pip's entry point: no .py
+    assert not is_in_app(r"C:\Users\me\env\Scripts\accelerate-script.py")
+    assert is_in_app("/home/user/proj/bin/train.py")  # a project's own bin/ script is theirs
