@@ -32,14 +32,23 @@ class ExceptionLine(LogLine):
 
 def reads_as_exception(text: str) -> bool:
     """`text` (stripped) is a bare exception line: `ValueError: ...`, or a line ending in `SomeError`."""
-    if text.endswith(("Error", "Exception")) or "Error: " in text or "Exception: " in text:
-        return STANDALONE_EXCEPTION_RE.match(text) is not None
-    return False
+    return _exception_match(text) is not None
 
 
 def reads_as_warning(text: str) -> bool:
     """`text` (stripped) has the shape `warnings.warn` prints: `file.py:12: UserWarning: ...`."""
-    return "Warning: " in text and WARNING_RE.match(text) is not None
+    return _warning_match(text) is not None
+
+
+def _exception_match(text: str):
+    # The substring tests first: most lines hold neither, and they cost far less than the regex.
+    if text.endswith(("Error", "Exception")) or "Error: " in text or "Exception: " in text:
+        return STANDALONE_EXCEPTION_RE.match(text)
+    return None
+
+
+def _warning_match(text: str):
+    return WARNING_RE.match(text) if "Warning: " in text else None
 
 
 def evidence_from_trace(trace: Trace, source: str, chain_id: int) -> list[Evidence]:
@@ -67,20 +76,18 @@ def evidence_from_trace(trace: Trace, source: str, chain_id: int) -> list[Eviden
 
 def evidence_from_line(line: LogLine) -> Evidence:
     text = line.text.strip()
-    if text.endswith(("Error", "Exception")) or "Error: " in text or "Exception: " in text:
-        match = STANDALONE_EXCEPTION_RE.match(text)
-        if match is not None:
-            message = match["msg"] or ""
-            if isinstance(line, ExceptionLine) and line.continuation:
-                message = "\n".join((message, *line.continuation))
-            return _evidence(line, "exception", message, match["type"], text)
-    if "Warning: " in text:
-        match = WARNING_RE.match(text)
-        if match is not None:
-            location = None
-            if match["file"]:
-                location = Frame(match["file"], int(match["lineno"]), "", "", True)
-            return _evidence(line, "warning", match["msg"], match["type"], text, location)
+    match = _exception_match(text)
+    if match is not None:
+        message = match["msg"] or ""
+        if isinstance(line, ExceptionLine) and line.continuation:
+            message = "\n".join((message, *line.continuation))
+        return _evidence(line, "exception", message, match["type"], text)
+    match = _warning_match(text)
+    if match is not None:
+        location = None
+        if match["file"]:
+            location = Frame(match["file"], int(match["lineno"]), "", "", True)
+        return _evidence(line, "warning", match["msg"], match["type"], text, location)
     return _evidence(line, "line", text, "", text)
 
 

@@ -220,24 +220,25 @@ class _StreamParser:
                 self._close_stack()
                 self.state = "chain"
                 return
-            stripped = GROUP_PREFIX_RE.sub("", text, count=1)
-            if stripped != text:
+            unprefixed = GROUP_PREFIX_RE.sub("", text, count=1)
+            if unprefixed != text:
                 self.in_group = True
-                text = stripped
-        if self.copy_header is not None and text.strip():
+                text = unprefixed
+        stripped = text.strip()
+        if self.copy_header is not None and stripped:
             # The header was a copy's if the copy goes on repeating lines; else a new traceback.
             header, self.copy_header = self.copy_header, None
-            if text.strip() not in self.seen_lines:
+            if stripped not in self.seen_lines:
                 self._close_stack()
                 yield from self._emit_and_replay(header)
                 yield from self.feed(line)
                 return
         if self.twins and not self.in_group and self._is_twin_line(line, text):
             return
-        if text.strip():
-            self.seen_lines.add(text.strip())
+        if stripped:
+            self.seen_lines.add(stripped)
         if self.state == "message":
-            if text.strip() == ORIGINAL_HEADER and not self.in_group:
+            if stripped == ORIGINAL_HEADER and not self.in_group:
                 self._open_nested_traceback(line)
                 return
             if self._continues_message(line, text):
@@ -249,7 +250,6 @@ class _StreamParser:
             self._close_stack()
             self.state = "chain"
         if self.state == "chain":
-            stripped = text.strip()
             if GROUP_BORDER_RE.match(text) or (not stripped and not self.tail):
                 return
             if stripped in (CAUSE_MARKER, CONTEXT_MARKER):
