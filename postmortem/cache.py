@@ -15,12 +15,12 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from . import __version__
+from .files import replace_atomically
 
 FORMAT = 1  # bump when what is cached changes shape in a way the code hash would not catch
 T = TypeVar("T")
@@ -101,17 +101,7 @@ def _read(path: Path):
 def _write(path: Path, slot: str, result) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        # Written beside and renamed, so that a reader never sees half an entry; no fsync: an
-        # entry lost in a crash is only recomputed.
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        replace_atomically(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
         for older in path.parent.glob(f"{slot}-*.pickle"):
             if older != path:
                 older.unlink(missing_ok=True)

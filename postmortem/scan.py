@@ -106,15 +106,15 @@ class Scanner:
         tail's errors at the same time; the result is the same as one process would give.
         """
         sample = size is not None and size > EXACT_MAX_BYTES
+        bulk = size is not None and size >= BULK_COUNT_MIN_BYTES
         if path is not None and size is not None and size >= self.parallel_min_bytes and _can_fork():
             split = _line_start_near(path, int(size * (1 - WORKER_SHARE)))
             if sample:
                 self.sparse_prefilter  # built before the fork, so that the worker shares it
-            if size >= BULK_COUNT_MIN_BYTES:
+            if bulk:
                 importlib.import_module("numpy")  # before the fork, not once in each process
-            worker = _TailWorker(self, path, source, split, sample)
-            state = _SourceScan(self, source, sample_metrics=sample, split=split,
-                                bulk_count=size >= BULK_COUNT_MIN_BYTES)
+            worker = _TailWorker(self, path, source, split, sample, bulk)
+            state = _SourceScan(self, source, sample_metrics=sample, split=split, bulk_count=bulk)
             done = self._run(state, stream, on_bytes, stop_after=split)
             tail = worker.result()
             if tail is not None:
@@ -124,8 +124,7 @@ class Scanner:
                 state.finish()
                 return state.result
             stream.seek(0)  # the worker failed: scan the whole log here after all
-        state = _SourceScan(self, source, sample_metrics=sample,
-                            bulk_count=size is not None and size >= BULK_COUNT_MIN_BYTES)
+        state = _SourceScan(self, source, sample_metrics=sample, bulk_count=bulk)
         self._run(state, stream, on_bytes)
         state.finish()
         return state.result
@@ -365,10 +364,10 @@ class _SourceScan:
 class _TailWorker:
     """A forked process scanning a log's errors from byte `split` to its end."""
 
-    def __init__(self, scanner: Scanner, path, source: str, split: int, sample: bool) -> None:
+    def __init__(self, scanner: Scanner, path, source: str, split: int, sample: bool, bulk: bool) -> None:
         context = multiprocessing.get_context("fork")
         self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_scan_tail, args=(scanner, path, source, split, sample, send),
+        self._process = context.Process(target=_scan_tail, args=(scanner, path, source, split, sample, bulk, send),
                                         daemon=True)
         self._process.start()
         send.close()
@@ -382,12 +381,11 @@ class _TailWorker:
         return found
 
 
-def _scan_tail(scanner: Scanner, path, source: str, split: int, sample: bool, send) -> None:
+def _scan_tail(scanner: Scanner, path, source: str, split: int, sample: bool, bulk: bool, send) -> None:
     try:
         with open(path, "rb", buffering=1 << 20) as stream:
             stream.seek(split)
-            state = _SourceScan(scanner, source, sample_metrics=sample,
-                                bulk_count=os.path.getsize(path) >= BULK_COUNT_MIN_BYTES)
+            state = _SourceScan(scanner, source, sample_metrics=sample, bulk_count=bulk)
             state.metric_lines = []
             scanner._run(state, stream, None)
             state.finish()  # its metrics are the parent's to read: its own collector stays empty
