@@ -60,12 +60,13 @@ MARKDOWN_WRAP_RE = regex.compile(r"^(?P<mark>\*\*|`)(?P<inner>[^*`\s][^`]*?)(?P=
 # DeepSpeed multi-node launcher) puts before each line, `gpu-node-2: `, taken only before a
 # traceback's lines (lower case, with a digit: not `Case0Error: ...`), so that `top1: 0.93`
 # stays a metric.
+# `stream` (a name the `regex` module lets several branches share) is the prefix that names it.
 RANK_PREFIX_RE = regex.compile(
-    r"^(?:\[(?:(?P<name>rank|default)(?P<n>\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
+    r"^(?:\[(?:(?P<stream>(?:rank|default)\d+)|(?P<mpi>\d+,\d+)\]<std(?:out|err)>)\]?:\s?"
     r"(?:\[(?:rank|default)\d+\]:\s?)*"
     r"|\((?P<proc>[A-Za-z]\w*)(?: rank=\d+)? pid=(?P<pid>\d+)\) "
-    r"|(?P<service>[A-Za-z][\w.-]*[-_]\d+) +\| |(?P<std>std(?:err|out)): "
-    r"|(?P<host>[a-z0-9][a-z0-9.-]*\d[a-z0-9.-]*|localhost): (?=Traceback \(|\s+File \"|\s{2}|[\w.]*(?:Error|Exception)\b))"
+    r"|(?P<stream>[A-Za-z][\w.-]*[-_]\d+) +\| |(?P<stream>std(?:err|out)): "
+    r"|(?P<stream>[a-z0-9][a-z0-9.-]*\d[a-z0-9.-]*|localhost): (?=Traceback \(|\s+File \"|\s{2}|[\w.]*(?:Error|Exception)\b))"
 )
 _DATE = r"(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{4})?)[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
 _LEVEL = r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
@@ -289,11 +290,7 @@ def clean_line(text: str, number: int, source: str = "") -> LogLine:
             text = match["inner"]
     match = RANK_PREFIX_RE.match(text)
     if match is not None:
-        if match["name"]:
-            stream = f"{match['name']}{match['n']}"
-        else:
-            stream = (f"mpi{match['mpi']}" if match["mpi"]
-                      else match["service"] or match["host"] or match["std"] or f"{match['proc']}-{match['pid']}")
+        stream = match["stream"] or (f"mpi{match['mpi']}" if match["mpi"] else f"{match['proc']}-{match['pid']}")
         text = text[match.end():]
     if text[:1].isdigit() or text[:1] in "[IDWECF":
         header = LOG_HEADER_RE.match(text)
